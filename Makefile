@@ -1,0 +1,38 @@
+# The two commands of the README are `make run` and `make test`; both set up what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: deps run test lint typecheck unit bench build deploy openapi clean
+
+deps:
+	@infra/setup.sh
+
+run: deps
+	$(PY) -m infra.local_run
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: deps
+	$(PY) -m mypy
+
+test: lint typecheck
+	$(PY) -m pytest
+
+bench: deps
+	$(PY) -m benchmarks
+
+build: deps
+	$(VENV)/bin/sam build --template template.yaml
+
+deploy: build
+	$(VENV)/bin/sam deploy
+
+openapi: deps
+	$(PY) -m infra.cli openapi --write
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

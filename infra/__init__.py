@@ -1,0 +1,1 @@
+"""What provisions and runs the tracker: local runner, table creation, seed data, CLIs."""

@@ -1,0 +1,154 @@
+"""Starts real `redis-server` processes on loopback: one node, or a 3-master Redis Cluster.
+
+Used by the tests, the benchmarks and the local run. Each process is stopped by its own id.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+START_TIMEOUT_SECONDS = 20.0
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(*, cluster: bool = False) -> int:
+    """A free loopback port; a cluster node also needs its bus port (+10000) free and <= 65535."""
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)
+        if _bindable(port) and (not cluster or _bindable(port + 10_000)):
+            return port
+    raise RuntimeError("no free port found on 127.0.0.1")
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run `make deps` (Debian package redis-server)")
+    return binary
+
+
+def _wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+@dataclass
+class RedisProcess:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Redis:
+        return Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+
+    def responds(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except RedisConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_redis(directory: Path, port: int | None = None, *, cluster: bool = False) -> RedisProcess:
+    """A redis-server in the foreground (so its pid is ours), no persistence, loopback only."""
+    port = port or free_port(cluster=cluster)
+    directory.mkdir(parents=True, exist_ok=True)
+    args = [
+        redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(directory),
+        "--daemonize", "no",
+        "--loglevel", "warning",
+        "--logfile", str(directory / f"redis-{port}.log"),
+    ]  # fmt: skip
+    if cluster:
+        args += [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", "5000",
+        ]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisProcess(port=port, process=process, directory=directory)
+    try:
+        _wait_until(server.responds, f"redis-server on port {port}")
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+@dataclass
+class RedisClusterProcesses:
+    nodes: list[RedisProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_cluster(directory: Path, masters: int = 3) -> RedisClusterProcesses:
+    """`masters` cluster-enabled nodes joined with `redis-cli --cluster create` (no replicas)."""
+    cluster = RedisClusterProcesses()
+    try:
+        for _ in range(masters):
+            cluster.nodes.append(start_redis(directory, cluster=True))
+        addresses = [f"127.0.0.1:{node.port}" for node in cluster.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+        def converged() -> bool:
+            infos = [node.client().cluster("INFO") for node in cluster.nodes]
+            return all(
+                info["cluster_state"] == "ok" and int(info["cluster_slots_ok"]) == 16384 for info in infos
+            )
+
+        _wait_until(converged, "the Redis Cluster to agree on its slots", timeout=30)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

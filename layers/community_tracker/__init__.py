@@ -1,0 +1,1 @@
+"""Shared layer of the community visitor tracker: domain, Redis tracker, stores, identity, settings."""

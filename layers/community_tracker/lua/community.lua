@@ -1,0 +1,70 @@
+-- Shared prelude of every script that touches one community (prepended by scripts.py).
+-- KEYS[1..5] are always that community's live state; all its keys share the hash tag {c:<id>}.
+local LIVE, VISITORS, COUNTS, DIVISIONS, PAIRS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+-- Derived counters only ever move through here, so a field at zero disappears.
+local function bump(key, field, delta)
+  if redis.call('HINCRBY', key, field, delta) <= 0 then
+    redis.call('HDEL', key, field)
+  end
+end
+
+-- A visitor record: joined_ms|pages|auth(0/1)|community_division|division|user_id
+-- ('' for an unknown division or an anonymous visitor; the user id is last since it may hold '|').
+local function decode(raw)
+  local j, p, a, c, d, u = string.match(raw, '^(%d+)|(%d+)|([01])|([^|]*)|([^|]*)|(.*)$')
+  return {j = tonumber(j), p = tonumber(p), a = a, c = c, d = d, u = u}
+end
+
+local function encode(r)
+  return string.format('%d|%d|%s|%s|%s|%s', r.j, r.p, r.a, r.c, r.d, r.u)
+end
+
+local function is_cross(r)
+  return r.d ~= '' and r.c ~= '' and r.d ~= r.c
+end
+
+-- Adds (delta 1) or takes back (delta -1) what one live visitor contributes to the counts.
+local function contribute(r, delta)
+  bump(COUNTS, r.a == '1' and 'auth' or 'anon', delta)
+  bump(DIVISIONS, r.d, delta)
+  if is_cross(r) then
+    bump(COUNTS, 'cross', delta)
+    bump(PAIRS, r.d .. '>' .. r.c, delta)
+  end
+end
+
+local function forget(member)
+  local raw = redis.call('HGET', VISITORS, member)
+  if not raw then
+    return 0
+  end
+  contribute(decode(raw), -1)
+  redis.call('HDEL', VISITORS, member)
+  redis.call('ZREM', LIVE, member)
+  return 1
+end
+
+-- Drops every visitor whose last activity is at or before `cutoff` (ms), with its contributions.
+local function prune(cutoff)
+  local stale = redis.call('ZRANGE', LIVE, '-inf', cutoff, 'BYSCORE')
+  for _, member in ipairs(stale) do
+    local raw = redis.call('HGET', VISITORS, member)
+    if raw then
+      contribute(decode(raw), -1)
+      redis.call('HDEL', VISITORS, member)
+    end
+  end
+  if #stale > 0 then
+    redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
+  end
+  return #stale
+end
+
+-- Keeps the highest count seen in a per-minute series field.
+local function sample(series_key, minute, count, expire_at)
+  if count > tonumber(redis.call('HGET', series_key, minute) or '0') then
+    redis.call('HSET', series_key, minute, count)
+    redis.call('EXPIREAT', series_key, expire_at)
+  end
+end

@@ -1,0 +1,180 @@
+"""Domain models: what a visit is, and every result shape of design §1 (field names exactly).
+
+Nothing here knows about API Gateway, Redis or DynamoDB; the HTTP functions use these models as
+their response types, which is also where the OpenAPI schema comes from.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Ids that end up inside Redis keys and DynamoDB keys: no braces (they would break the cluster hash
+# tag), no separators, bounded length.
+COMMUNITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+DIVISION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$"
+
+CommunityId = Annotated[str, StringConstraints(pattern=COMMUNITY_ID_PATTERN)]
+DivisionId = Annotated[str, StringConstraints(pattern=DIVISION_ID_PATTERN)]
+EventId = Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Community(Frozen):
+    community_id: CommunityId
+    slug: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    division_id: DivisionId | None = None
+
+
+class VisitorIdentity(Frozen):
+    """Who is visiting, as far as presence is concerned.
+
+    `key` is what Redis stores: `u:<user_id>` for an authenticated visitor, `a:<keyed hash>` for an
+    anonymous one (never the raw browser or client id).
+    """
+
+    key: str
+    user_id: str | None
+    division_id: str | None
+    is_authenticated: bool
+
+
+def authenticated_visitor_key(user_id: str) -> str:
+    return f"u:{user_id}"
+
+
+def anonymous_visitor_key(digest: str) -> str:
+    return f"a:{digest}"
+
+
+class Visit(Frozen):
+    """One beacon to record for one visitor of one community."""
+
+    community_id: CommunityId
+    community_division: str | None
+    visitor: VisitorIdentity
+    event_id: str | None = None
+    merge_key: str | None = None  # anonymous entry to fold into this authenticated visitor
+    client_key: str | None = None  # keyed hash of the client, for the per-client rate limit
+
+
+VisitStatus = Literal["counted", "duplicate", "rate_limited", "not_present"]
+
+
+class AddVisitorResult(Frozen):
+    current_count: int
+    is_cross_division: bool
+    visitor_division: str | None
+    community_division: str | None
+    timestamp: str
+
+
+class VisitOutcome(Frozen):
+    """What recording a beacon did; `result` is the design's `add_visitor` shape."""
+
+    status: VisitStatus
+    result: AddVisitorResult
+
+
+class Visitor(Frozen):
+    user_id: str | None
+    is_authenticated: bool
+    division_id: str | None
+    joined_at: str
+    pages_viewed: int
+    last_activity: str
+
+
+class VisitorPage(Frozen):
+    visitors: list[Visitor]
+    total_visitors: int
+    next_cursor: str | None = None
+
+
+class VisitorStats(Frozen):
+    total_visitors: int
+    authenticated_visitors: int
+    anonymous_visitors: int
+    authenticated_percentage: float
+    anonymous_percentage: float
+
+
+class DivisionCount(Frozen):
+    division_id: str | None  # None: visitors whose home division is unknown
+    count: int
+
+
+class CrossDivisionPair(Frozen):
+    from_division: str
+    to_division: str
+    count: int
+
+
+class CrossDivisionStats(Frozen):
+    total_visitors: int
+    cross_division_visits: int
+    cross_division_percentage: float
+    breakdown: list[CrossDivisionPair]
+
+
+class PeakCounts(Frozen):
+    daily: int
+    weekly: int
+    monthly: int
+
+
+class Peak(Frozen):
+    period: Literal["day", "week", "month"]
+    bucket: str
+    count: int
+    reached_at: str | None
+
+
+class UniqueVisitors(Frozen):
+    """Approximate (HyperLogLog, ~0.8 % standard error) distinct visitors per bucket."""
+
+    daily: int
+    weekly: int
+    monthly: int
+
+
+class TimelinePoint(Frozen):
+    minute: str
+    visitors: int
+
+
+DropReason = Literal["bot", "rate_limited", "duplicate", "invalid"]
+DROP_REASONS: tuple[DropReason, ...] = ("bot", "rate_limited", "duplicate", "invalid")
+
+
+class DropCounts(Frozen):
+    day: str
+    bot: int = 0
+    rate_limited: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+
+
+class Summary(Frozen):
+    """Everything a dashboard shows, read in one Redis round trip."""
+
+    community_id: str
+    stats: VisitorStats
+    divisions: list[DivisionCount]
+    cross_division: CrossDivisionStats
+    peaks: PeakCounts
+    peak_details: list[Peak]
+    unique_visitors: UniqueVisitors
+    timeline: list[TimelinePoint]
+    timestamp: str
+
+
+def percentage(part: int, whole: int) -> float:
+    """Share of `whole`, two decimals, 0.0 when there is nothing to share."""
+    return round(part * 100 / whole, 2) if whole else 0.0

@@ -1,0 +1,78 @@
+"""Typed settings, parsed once per process from `VT_*` environment variables.
+
+Every field has a default that works for the local run and the tests; the template sets the
+production values. Secrets have two forms: the value itself (local runs, tests) or the name of an
+SSM parameter holding it (`*_PARAM`, resolved through Powertools Parameters in AWS).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VT_", frozen=True, extra="ignore")
+
+    # Redis: one node (`redis://`, `rediss://` for TLS) or a cluster entry point.
+    redis_url: str = "redis://localhost:6379/0"
+    redis_cluster: bool = False
+    redis_socket_timeout_seconds: float = 1.0
+
+    # DynamoDB single table; `use_localstack` sends AWS calls to the endpoint that
+    # localstack-client derives from AWS_ENDPOINT_URL / LOCALSTACK_HOST (moto_server locally).
+    table_name: str = "community-visits"
+    use_localstack: bool = False
+    aws_region: str = "us-east-1"
+
+    # Presence rules.
+    active_window_seconds: int = Field(default=300, ge=10)
+    dedup_seconds: int = Field(default=600, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=0)  # 0 turns the limit off
+    index_shards: int = Field(default=16, ge=1, le=1024)
+    community_cache_seconds: float = Field(default=60.0, ge=0)
+    visit_retention_days: int = Field(default=0, ge=0)  # 0 keeps visit events forever
+
+    # Identity (design §3). HS256 with a shared secret unless a JWKS URL is set (then RS256).
+    jwt_secret: str = "dev-only-secret-change-me-0123456789"  # noqa: S105 (local default, documented)
+    jwt_secret_param: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str = "https://auth.community.local"
+    jwt_audience: str = "community-visitor-tracker"
+    division_claim: str = "division_id"
+    roles_claim: str = "roles"
+    admin_role: str = "admin"
+    hash_key: str = "dev-only-hash-key-change-me-0123456789"
+    hash_key_param: str | None = None
+    # CloudFront viewer-location headers are only trustworthy behind CloudFront, which overwrites
+    # them; directly exposed, any client could set them, so they are ignored unless this is on.
+    trust_location_headers: bool = False
+    location_divisions: dict[str, str] = Field(default_factory=dict)  # "CA-QC" -> "quebec-city"
+
+    # HTTP surface.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"]
+    )
+    max_body_bytes: int = Field(default=4096, ge=256)
+    public_counts: bool = False
+    stats_max_age_seconds: int = Field(default=5, ge=0)
+
+    # Cleanup.
+    cleanup_batch_size: int = Field(default=200, ge=1)
+    cleanup_margin_ms: int = Field(default=3000, ge=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; tests clear this cache after changing the environment."""
+    return Settings()
