@@ -5,6 +5,7 @@ Used by the tests, the benchmarks and the local run. Each process is stopped by 
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import shutil
 import socket
@@ -12,8 +13,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -54,22 +60,55 @@ def _wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIM
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+def make_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, for a TLS (`rediss://`) test server."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "redis-tls.crt", directory / "redis-tls.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
 @dataclass
 class RedisProcess:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    tls_certificate: Path | None = None
 
     @property
     def url(self) -> str:
+        if self.tls_certificate is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls_certificate}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> Redis:
-        return Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        return Redis.from_url(self.url, decode_responses=True)
 
     def responds(self) -> bool:
         try:
-            return bool(self.client().ping())
+            with self.client() as client:
+                return bool(client.ping())
         except RedisConnectionError:
             return False
 
@@ -83,13 +122,28 @@ class RedisProcess:
                 self.process.wait()
 
 
-def start_redis(directory: Path, port: int | None = None, *, cluster: bool = False) -> RedisProcess:
+def start_redis(
+    directory: Path, port: int | None = None, *, cluster: bool = False, tls: bool = False
+) -> RedisProcess:
     """A redis-server in the foreground (so its pid is ours), no persistence, loopback only."""
     port = port or free_port(cluster=cluster)
     directory.mkdir(parents=True, exist_ok=True)
-    args = [
-        redis_server_binary(),
-        "--port", str(port),
+    certificate: Path | None = None
+    args = [redis_server_binary()]
+    if tls:
+        certificate, key = make_self_signed_certificate(directory)
+        args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certificate)]
+        args += [
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(certificate),
+            "--tls-auth-clients",
+            "no",
+        ]
+    else:
+        args += ["--port", str(port)]
+    args += [
         "--bind", "127.0.0.1",
         "--save", "",
         "--appendonly", "no",
@@ -105,7 +159,7 @@ def start_redis(directory: Path, port: int | None = None, *, cluster: bool = Fal
             "--cluster-node-timeout", "5000",
         ]  # fmt: skip
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = RedisProcess(port=port, process=process, directory=directory)
+    server = RedisProcess(port=port, process=process, directory=directory, tls_certificate=certificate)
     try:
         _wait_until(server.responds, f"redis-server on port {port}")
     except RuntimeError:

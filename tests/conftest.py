@@ -1,0 +1,72 @@
+"""Fixtures shared by every test: real Redis servers (one node and a 3-master cluster)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from community_tracker.redis_scripts import RedisClient
+from community_tracker.settings import get_settings
+from community_tracker.tracker import VisitorTracker
+from redis import Redis
+from redis.cluster import RedisCluster
+
+from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_cluster, start_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcesses]:
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+def connect(request: pytest.FixtureRequest, kind: str) -> RedisClient:
+    if kind == "cluster":
+        cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+        return RedisCluster.from_url(cluster.url, decode_responses=True)
+    server: RedisProcess = request.getfixturevalue("redis_server")
+    return Redis.from_url(server.url, decode_responses=True)
+
+
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
+def redis_client(request: pytest.FixtureRequest) -> Iterator[RedisClient]:
+    """A client of a real Redis: once on a single node, once on the 3-master cluster."""
+    client = connect(request, request.param)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def tracker(redis_client: RedisClient) -> VisitorTracker:
+    return VisitorTracker(redis_client, window_seconds=300, dedup_seconds=600)
+
+
+@pytest.fixture
+def community_id() -> str:
+    """A fresh community per test, so tests never see each other's keys."""
+    return f"c-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Settings are parsed once per process; each test starts from its own environment."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
