@@ -73,18 +73,14 @@ def make_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "redis-tls.crt", directory / "redis-tls.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
 
@@ -122,9 +118,7 @@ class RedisProcess:
                 self.process.wait()
 
 
-def start_redis(
-    directory: Path, port: int | None = None, *, cluster: bool = False, tls: bool = False
-) -> RedisProcess:
+def start_redis(directory: Path, port: int | None = None, *, cluster: bool = False, tls: bool = False) -> RedisProcess:
     """A redis-server in the foreground (so its pid is ours), no persistence, loopback only."""
     port = port or free_port(cluster=cluster)
     directory.mkdir(parents=True, exist_ok=True)
@@ -197,9 +191,7 @@ def start_cluster(directory: Path, masters: int = 3) -> RedisClusterProcesses:
 
         def converged() -> bool:
             infos = [node.client().cluster("INFO") for node in cluster.nodes]
-            return all(
-                info["cluster_state"] == "ok" and int(info["cluster_slots_ok"]) == 16384 for info in infos
-            )
+            return all(info["cluster_state"] == "ok" and int(info["cluster_slots_ok"]) == 16384 for info in infos)
 
         _wait_until(converged, "the Redis Cluster to agree on its slots", timeout=30)
     except BaseException:

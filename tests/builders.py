@@ -26,9 +26,7 @@ def user(user_id: str, division: str | None = None) -> VisitorIdentity:
 
 
 def anonymous(name: str, division: str | None = None) -> VisitorIdentity:
-    return VisitorIdentity(
-        key=anonymous_visitor_key(name), user_id=None, division_id=division, is_authenticated=False
-    )
+    return VisitorIdentity(key=anonymous_visitor_key(name), user_id=None, division_id=division, is_authenticated=False)
 
 
 def visit(

@@ -6,14 +6,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
-from community_tracker.redis_scripts import RedisClient
-from community_tracker.settings import get_settings
-from community_tracker.tracker import VisitorTracker
+from moto import mock_aws
 from redis import Redis
 from redis.cluster import RedisCluster
 
+from community_tracker.redis_scripts import RedisClient
+from community_tracker.settings import get_settings
+from community_tracker.tracker import VisitorTracker
 from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_cluster, start_redis
+from infra.tables import create_visits_table
+from tests.helpers import forget_factories
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +74,39 @@ def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, so nothing can reach a real AWS account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def moto_table(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The visits table, created in moto from template.yaml's own definition."""
+    table_name = "visits-test"
+    monkeypatch.setenv("VT_TABLE_NAME", table_name)
+    with mock_aws():
+        forget_factories()
+        create_visits_table(boto3.client("dynamodb", region_name="us-east-1"), table_name)
+        yield table_name
+    forget_factories()
+
+
+@pytest.fixture
+def function_env(moto_table: str, redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """What the template gives a function, pointed at moto and the test Redis."""
+    monkeypatch.setenv("VT_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "test")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    forget_factories()
+    yield
+    forget_factories()

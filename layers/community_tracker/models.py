@@ -76,10 +76,15 @@ class AddVisitorResult(Frozen):
 
 
 class VisitOutcome(Frozen):
-    """What recording a beacon did; `result` is the design's `add_visitor` shape."""
+    """What recording a beacon did; `result` is the design's `add_visitor` shape.
+
+    `recorded_at_ms` is when this beacon's event id was first recorded: now, or for a duplicate the
+    original time, so that a retry maps to the same permanent record.
+    """
 
     status: VisitStatus
     result: AddVisitorResult
+    recorded_at_ms: int
 
 
 class Visitor(Frozen):
@@ -178,3 +183,29 @@ class Summary(Frozen):
 def percentage(part: int, whole: int) -> float:
     """Share of `whole`, two decimals, 0.0 when there is nothing to share."""
     return round(part * 100 / whole, 2) if whole else 0.0
+
+
+class VisitMetadata(Frozen):
+    community_id: str
+    community_slug: str
+    visitor_division_id: str | None
+    community_division_id: str | None
+    is_cross_division: bool
+    is_authenticated: bool
+    url: str | None
+    referrer: str | None
+
+
+class VisitEvent(Frozen):
+    """The permanent `community_visit` record of one authenticated page view (design §5)."""
+
+    event_type: Literal["community_visit"] = "community_visit"
+    event_id: str
+    user_id: str
+    timestamp: str
+    metadata: VisitMetadata
+
+
+class VisitHistoryPage(Frozen):
+    visits: list[VisitEvent]
+    next_cursor: str | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
 from redis import Redis
@@ -35,6 +36,7 @@ from community_tracker.models import (
     authenticated_visitor_key,
     percentage,
 )
+from community_tracker.redis_client import create_redis_client
 from community_tracker.redis_keys import (
     CLEANUP_CURSOR_KEY,
     CommunityKeys,
@@ -43,6 +45,7 @@ from community_tracker.redis_keys import (
     user_communities_key,
 )
 from community_tracker.redis_scripts import LuaScripts, RedisClient
+from community_tracker.settings import get_settings
 from community_tracker.timeutil import (
     DAY_MS,
     HOUR_MS,
@@ -183,9 +186,7 @@ class VisitorTracker:
         """A page view: the visitor joins (or stays) and its page count goes up by one."""
         return self._record(visit, now_ms, pages=1, must_be_present=False)
 
-    def update_visitor_activity(
-        self, visit: Visit, now_ms: int, *, increment_pages: bool = False
-    ) -> VisitOutcome:
+    def update_visitor_activity(self, visit: Visit, now_ms: int, *, increment_pages: bool = False) -> VisitOutcome:
         """Activity of a visitor already present (a heartbeat); `not_present` if it is not live."""
         return self._record(visit, now_ms, pages=int(increment_pages), must_be_present=True)
 
@@ -229,9 +230,9 @@ class VisitorTracker:
         ]
         user_id = visitor.user_id
         if user_id is None:
-            status, count, needs_index = self._scripts.call("record", script_keys, args)
+            status, count, needs_index, recorded_at = self._scripts.call("record", script_keys, args)
         elif self._single_node is not None:
-            status, count, needs_index = self._scripts.call_pipelined(
+            status, count, needs_index, recorded_at = self._scripts.call_pipelined(
                 self._single_node,
                 "record",
                 script_keys,
@@ -239,7 +240,7 @@ class VisitorTracker:
                 lambda pipe: self._touch_user(pipe, user_id, visit.community_id, now_ms),
             )
         else:
-            status, count, needs_index = self._scripts.call("record", script_keys, args)
+            status, count, needs_index, recorded_at = self._scripts.call("record", script_keys, args)
             pipe = self._client.pipeline(transaction=False)
             self._touch_user(pipe, user_id, visit.community_id, now_ms)
             pipe.execute()
@@ -257,6 +258,7 @@ class VisitorTracker:
                 community_division=community_division,
                 timestamp=iso(now_ms),
             ),
+            recorded_at_ms=int(recorded_at),
         )
 
     def _touch_user(self, pipe: Pipeline, user_id: str, community_id: str, now_ms: int) -> None:
@@ -265,9 +267,7 @@ class VisitorTracker:
         pipe.zadd(key, {community_id: now_ms})
         pipe.pexpire(key, self.window_ms + MINUTE_MS)
 
-    def remove_visitor(
-        self, community_id: str, visitor_key: str, now_ms: int, *, user_id: str | None = None
-    ) -> int:
+    def remove_visitor(self, community_id: str, visitor_key: str, now_ms: int, *, user_id: str | None = None) -> int:
         """The visitor leaves (pagehide). Returns the live count afterwards."""
         keys = CommunityKeys(community_id)
         args: list[str | int] = [now_ms - self.window_ms, visitor_key]
@@ -315,9 +315,7 @@ class VisitorTracker:
         scores = pipe.execute()
         return [c for c, s in zip(candidates, scores, strict=True) if s is not None and s > cutoff]
 
-    def get_visitor_list(
-        self, community_id: str, now_ms: int, *, offset: int = 0, limit: int = 50
-    ) -> VisitorPage:
+    def get_visitor_list(self, community_id: str, now_ms: int, *, offset: int = 0, limit: int = 50) -> VisitorPage:
         """Live visitors, most recent activity first; only authenticated ones carry an id."""
         total, page, records = self._scripts.call(
             "list_visitors",
@@ -465,9 +463,7 @@ class VisitorTracker:
         return bool(self._client.hexists(CommunityKeys(community_id).counts, "indexed"))
 
     def claim_due_communities(self, shard: int, now_ms: int, limit: int, lease_ms: int) -> list[str]:
-        claimed: list[str] = self._scripts.call(
-            "claim_due", [index_key(shard)], [now_ms, limit, now_ms + lease_ms]
-        )
+        claimed: list[str] = self._scripts.call("claim_due", [index_key(shard)], [now_ms, limit, now_ms + lease_ms])
         return claimed
 
     def indexed_communities(self, shard: int) -> dict[str, int]:
@@ -520,6 +516,18 @@ def _closed_buckets(now_ms: int) -> list[Bucket]:
 def _timeline(series: dict[int, int], now_ms: int, minutes: int) -> list[TimelinePoint]:
     last = minute_of(now_ms)
     return [
-        TimelinePoint(minute=iso(m * MINUTE_MS), visitors=series.get(m, 0))
-        for m in range(last - minutes + 1, last + 1)
+        TimelinePoint(minute=iso(m * MINUTE_MS), visitors=series.get(m, 0)) for m in range(last - minutes + 1, last + 1)
     ]
+
+
+@lru_cache(maxsize=1)
+def get_tracker() -> VisitorTracker:
+    """The process's tracker; its connections are opened on first use and then reused."""
+    settings = get_settings()
+    return VisitorTracker(
+        create_redis_client(settings),
+        window_seconds=settings.active_window_seconds,
+        dedup_seconds=settings.dedup_seconds,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
+        index_shards=settings.index_shards,
+    )

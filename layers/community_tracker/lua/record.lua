@@ -7,8 +7,9 @@
 -- 10 member to merge (anonymous entry of the same person, or ''), 11 has event id (0/1),
 -- 12 dedup ttl s, 13 rate limit per minute (0 = off), 14 minute field of the series,
 -- 15..17 expire-at (s) of day/week/month keys, 18 series expire-at, 19 history expire-at.
--- Returns {status, live count, needs index}; status 1 counted, 2 duplicate, 3 rate limited,
--- 4 not present.
+-- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
+-- 3 rate limited, 4 not present. "Recorded at" is when the event id was first seen (now, unless a
+-- duplicate), so a retried beacon maps to the same DynamoDB key.
 local now, cutoff, member = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 prune(cutoff)
 
@@ -22,15 +23,15 @@ if limit > 0 then
     if redis.call('HINCRBY', KEYS[14], 'rate_limited', 1) == 1 then
       redis.call('EXPIREAT', KEYS[14], ARGV[19])
     end
-    return {3, redis.call('ZCARD', LIVE), 0}
+    return {3, redis.call('ZCARD', LIVE), 0, ARGV[1]}
   end
 end
 
-if ARGV[11] == '1' and not redis.call('SET', KEYS[15], '1', 'NX', 'EX', ARGV[12]) then
+if ARGV[11] == '1' and not redis.call('SET', KEYS[15], ARGV[1], 'NX', 'EX', ARGV[12]) then
   if redis.call('HINCRBY', KEYS[14], 'duplicate', 1) == 1 then
     redis.call('EXPIREAT', KEYS[14], ARGV[19])
   end
-  return {2, redis.call('ZCARD', LIVE), 0}
+  return {2, redis.call('ZCARD', LIVE), 0, redis.call('GET', KEYS[15])}
 end
 
 -- Login merge: the anonymous entry of the same browser is folded into this visitor.
@@ -46,7 +47,7 @@ end
 
 local raw = redis.call('HGET', VISITORS, member)
 if not raw and not merged and ARGV[5] == '1' then
-  return {4, redis.call('ZCARD', LIVE), 0}
+  return {4, redis.call('ZCARD', LIVE), 0, ARGV[1]}
 end
 
 local rec
@@ -89,4 +90,4 @@ end
 sample(KEYS[13], ARGV[14], count, ARGV[18])
 
 local needs_index = redis.call('HSETNX', COUNTS, 'indexed', '1')
-return {1, count, needs_index}
+return {1, count, needs_index, ARGV[1]}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from community_tracker.redis_client import create_redis_client
-from community_tracker.settings import Settings
-from community_tracker.tracker import VisitorTracker
 from redis import Redis
 from redis.cluster import RedisCluster
 
+from community_tracker.redis_client import create_redis_client
+from community_tracker.settings import Settings
+from community_tracker.tracker import VisitorTracker
 from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_redis
 from tests.builders import T0, anonymous, visit
 

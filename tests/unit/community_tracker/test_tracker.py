@@ -6,14 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from community_tracker.models import CrossDivisionPair, DivisionCount, VisitorIdentity
-from community_tracker.redis_keys import CommunityKeys, index_key, index_shard
-from community_tracker.timeutil import iso, to_ms
-from community_tracker.tracker import VisitorTracker
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.connection import Connection
 
+from community_tracker.models import CrossDivisionPair, DivisionCount, VisitorIdentity
+from community_tracker.redis_keys import CommunityKeys, index_key, index_shard
+from community_tracker.timeutil import iso, to_ms
+from community_tracker.tracker import VisitorTracker
 from infra.redis_servers import RedisProcess
 from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
 
@@ -87,9 +87,7 @@ def test_reads_discount_stale_visitors_without_cleanup(tracker: VisitorTracker, 
     assert not tracker.is_user_visiting(community_id, "early", now)
 
 
-def test_heartbeat_keeps_a_visitor_live_without_counting_a_page(
-    tracker: VisitorTracker, community_id: str
-) -> None:
+def test_heartbeat_keeps_a_visitor_live_without_counting_a_page(tracker: VisitorTracker, community_id: str) -> None:
     tracker.add_visitor(visit(community_id, user("u1")), T0)
 
     outcome = tracker.update_visitor_activity(visit(community_id, user("u1")), T0 + 4 * MINUTE)
@@ -155,9 +153,7 @@ def test_a_visitor_changing_division_moves_its_counts(tracker: VisitorTracker, c
     tracker.add_visitor(visit(community_id, user("u1", "montreal")), T0)
     tracker.add_visitor(visit(community_id, user("u1", "quebec")), T0 + 1)
 
-    assert tracker.get_division_breakdown(community_id, T0 + 2) == [
-        DivisionCount(division_id="quebec", count=1)
-    ]
+    assert tracker.get_division_breakdown(community_id, T0 + 2) == [DivisionCount(division_id="quebec", count=1)]
     assert tracker.get_cross_division_stats(community_id, T0 + 2).cross_division_visits == 0
 
 
@@ -203,6 +199,7 @@ def test_duplicate_event_id_changes_nothing(tracker: VisitorTracker, community_i
 
     assert first.status == "counted"
     assert retry.status == "duplicate"
+    assert retry.recorded_at_ms == first.recorded_at_ms == T0  # the retry maps to the same record
     assert retry.result.current_count == 1
     [visitor] = tracker.get_visitor_list(community_id, T0 + 2).visitors
     assert visitor.pages_viewed == 1
@@ -213,14 +210,10 @@ def test_rate_limit_per_client(redis_client: Redis | RedisCluster, community_id:
     tracker = VisitorTracker(redis_client, rate_limit_per_minute=3)
     minute_start = T0 - T0 % MINUTE
     statuses = [
-        tracker.add_visitor(
-            visit(community_id, anonymous(f"s{i}"), client_key="client-a"), minute_start + i
-        ).status
+        tracker.add_visitor(visit(community_id, anonymous(f"s{i}"), client_key="client-a"), minute_start + i).status
         for i in range(4)
     ]
-    other_client = tracker.add_visitor(
-        visit(community_id, anonymous("x"), client_key="client-b"), minute_start + 5
-    )
+    other_client = tracker.add_visitor(visit(community_id, anonymous("x"), client_key="client-b"), minute_start + 5)
     next_minute = tracker.add_visitor(
         visit(community_id, anonymous("s4"), client_key="client-a"), minute_start + MINUTE
     )
@@ -361,9 +354,7 @@ def test_summary_carries_every_aggregate(tracker: VisitorTracker, community_id: 
     assert summary.timeline[-1].visitors == 2
 
 
-def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(
-    tracker: VisitorTracker, community_id: str
-) -> None:
+def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(tracker: VisitorTracker, community_id: str) -> None:
     tracker.add_visitor(visit(community_id, user("old", "laval")), T0)
     tracker.add_visitor(visit(community_id, anonymous("new", "montreal")), T0 + 3 * MINUTE)
 
@@ -384,9 +375,7 @@ def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(
     assert client.exists(keys.live, keys.visitors, keys.counts, keys.divisions, keys.pairs) == 0
 
 
-def test_first_visit_registers_the_community_in_its_index_shard(
-    tracker: VisitorTracker, community_id: str
-) -> None:
+def test_first_visit_registers_the_community_in_its_index_shard(tracker: VisitorTracker, community_id: str) -> None:
     shard = index_shard(community_id, tracker.index_shards)
     assert community_id not in tracker.indexed_communities(shard)
 

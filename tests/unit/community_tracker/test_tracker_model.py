@@ -6,14 +6,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from community_tracker.models import VisitorIdentity, percentage
-from community_tracker.redis_scripts import RedisClient
-from community_tracker.timeutil import PERIODS, bucket, iso
-from community_tracker.tracker import VisitorTracker
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from community_tracker.models import VisitorIdentity, percentage
+from community_tracker.redis_scripts import RedisClient
+from community_tracker.timeutil import PERIODS, bucket, iso
+from community_tracker.tracker import VisitorTracker
 from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
 
 WINDOW_MS = 5 * MINUTE
@@ -108,17 +108,13 @@ class TrackerMachine(RuleBasedStateMachine):
 
     @rule(identity=st.sampled_from(USERS + BROWSERS))
     def leave(self, identity: VisitorIdentity) -> None:
-        count = self.tracker.remove_visitor(
-            self.community_id, identity.key, self.now, user_id=identity.user_id
-        )
+        count = self.tracker.remove_visitor(self.community_id, identity.key, self.now, user_id=identity.user_id)
         self.model.leave(identity, self.now)
         assert count == len(self.model.visitors)
 
     @rule(browser=st.sampled_from(BROWSERS), account=st.sampled_from(USERS))
     def login(self, browser: VisitorIdentity, account: VisitorIdentity) -> None:
-        self.tracker.add_visitor(
-            visit(self.community_id, account, COMMUNITY_DIVISION, merge_key=browser.key), self.now
-        )
+        self.tracker.add_visitor(visit(self.community_id, account, COMMUNITY_DIVISION, merge_key=browser.key), self.now)
         self.model.record(account, self.now, pages=1, must_be_present=False, merge_key=browser.key)
 
     @rule()
@@ -129,11 +125,7 @@ class TrackerMachine(RuleBasedStateMachine):
         assert result.remaining == len(self.model.visitors)
         assert result.removed <= before
 
-    @rule(
-        step=st.sampled_from(
-            [1, SECOND, 30 * SECOND, MINUTE, 4 * MINUTE, WINDOW_MS - 1, WINDOW_MS, 6 * MINUTE]
-        )
-    )
+    @rule(step=st.sampled_from([1, SECOND, 30 * SECOND, MINUTE, 4 * MINUTE, WINDOW_MS - 1, WINDOW_MS, 6 * MINUTE]))
     def tick(self, step: int) -> None:
         self.now += step
 
@@ -171,9 +163,7 @@ class TrackerMachine(RuleBasedStateMachine):
         assert [(p.from_division, p.to_division, p.count) for p in cross.breakdown] == sorted(
             ((d, COMMUNITY_DIVISION, n) for d, n in pairs.items()), key=lambda p: (-p[2], p[0])
         )
-        expected_peaks = {
-            period: self.model.peaks.get((period, bucket(period, self.now).id), 0) for period in PERIODS
-        }
+        expected_peaks = {period: self.model.peaks.get((period, bucket(period, self.now).id), 0) for period in PERIODS}
         assert summary.peaks.model_dump() == {
             "daily": expected_peaks["day"],
             "weekly": expected_peaks["week"],

@@ -1,0 +1,32 @@
+"""Admin: register or update a community (the platform calls this when one is created or moved)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+
+from community_tracker.api import error_responses, http_router, require_admin
+from community_tracker.models import COMMUNITY_ID_PATTERN, Community
+from community_tracker.stores import get_stores
+from track_visit.schemas import CommunityBody
+
+router = http_router()
+
+
+@router.put(
+    "/v1/communities/<community_id>",
+    summary="Register or update a community (admin)",
+    tags=["communities"],
+    responses=error_responses(
+        HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.BAD_REQUEST
+    ),
+)
+def put_community(
+    community_id: Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN)], body: Annotated[CommunityBody, Body()]
+) -> Community:
+    require_admin(router.current_event.headers)
+    community = Community(community_id=community_id, **body.model_dump())
+    get_stores().communities.put(community)
+    return community

@@ -1,0 +1,55 @@
+"""Lambda entry point of the beacon function (API Gateway HTTP API, payload v2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from community_tracker.api import (
+    BodyTooLarge,
+    accept_text_plain_json,
+    build_resolver,
+    error_response,
+    unsupported_media_response,
+    validation_error_response,
+)
+from community_tracker.observability import logger, metrics, tracer
+from track_visit import beacon_routes, community_routes
+
+app = build_resolver()
+app.include_router(beacon_routes.router)
+app.include_router(community_routes.router)
+
+
+# Malformed beacons are answered as everywhere else, and also counted as "invalid" drops of the
+# community they were sent to (only a registered one: garbage ids must not create keys).
+@app.exception_handler(RequestValidationError)
+def _invalid_beacon(error: RequestValidationError) -> Response[Any]:
+    beacon_routes.count_invalid_beacon(app.current_event)
+    return validation_error_response(error)
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_beacon(_error: RequestUnsupportedContentType) -> Response[Any]:
+    beacon_routes.count_invalid_beacon(app.current_event)
+    return unsupported_media_response()
+
+
+@app.exception_handler(BodyTooLarge)
+def _oversized_beacon(error: BodyTooLarge) -> Response[Any]:
+    beacon_routes.count_invalid_beacon(app.current_event)
+    return error_response(error.status, error.code, error.message)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(accept_text_plain_json(event), context)

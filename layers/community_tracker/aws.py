@@ -1,0 +1,68 @@
+"""AWS clients and secrets, built on first use and reused for the life of the process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+from botocore.config import Config
+
+from community_tracker.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+
+# Standard retry mode backs off on throttling; after these attempts the error reaches the caller,
+# which answers 503 rather than pretending a visit was kept.
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=3,
+)
+
+
+def _session_kwargs(settings: Settings, service: str) -> dict[str, Any]:
+    if not settings.use_localstack:
+        return {"region_name": settings.aws_region, "config": _CLIENT_CONFIG}
+    # Only imported for local runs: localstack-client turns AWS_ENDPOINT_URL / LOCALSTACK_HOST
+    # into the endpoint, so moto_server and a real LocalStack are reached the same way.
+    from localstack_client.config import get_service_endpoint
+
+    return {
+        "region_name": settings.aws_region,
+        "config": _CLIENT_CONFIG,
+        "endpoint_url": get_service_endpoint(service),
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+
+
+@lru_cache(maxsize=1)
+def dynamodb_resource() -> DynamoDBServiceResource:
+    return boto3.resource("dynamodb", **_session_kwargs(get_settings(), "dynamodb"))
+
+
+@lru_cache(maxsize=8)
+def aws_client(service: str) -> Any:
+    return boto3.client(service, **_session_kwargs(get_settings(), service))  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=1)
+def _ssm_provider() -> SSMProvider:
+    return SSMProvider(boto3_client=aws_client("ssm"))
+
+
+def secret(value: str, parameter_name: str | None) -> str:
+    """A secret from its SSM parameter when one is named (cached 5 minutes), else the value itself."""
+    if parameter_name is None:
+        return value
+    return str(_ssm_provider().get(parameter_name, decrypt=True, max_age=300))
+
+
+def reset_aws_clients() -> None:
+    """Forgets the cached clients (tests that switch between moto and the emulator)."""
+    dynamodb_resource.cache_clear()
+    aws_client.cache_clear()
+    _ssm_provider.cache_clear()

@@ -1,0 +1,26 @@
+"""Powertools Logger, Tracer and Metrics shared by the functions (service name from
+POWERTOOLS_SERVICE_NAME, set per function in the template).
+
+Nothing identifying is ever logged: no token, no raw session or client id, no IP address.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+METRICS_NAMESPACE = "CommunityVisitorTracker"
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=METRICS_NAMESPACE)
+
+
+def count(name: str, value: float = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_dropped(reason: str) -> None:
+    """BeaconsDropped with a `reason` dimension, flushed on its own so the dimension stays on it."""
+    with single_metric(name="BeaconsDropped", unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE) as metric:
+        metric.add_dimension(name="reason", value=reason)

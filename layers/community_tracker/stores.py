@@ -1,0 +1,291 @@
+"""DynamoDB stores (design §5): communities, visit events and peak rollups in one table.
+
+Each store is a small class over the table, built by a cached factory on first use; the domain
+takes them as parameters, so tests pass moto- or emulator-backed ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from community_tracker.aws import dynamodb_resource
+from community_tracker.models import Community, Peak, VisitEvent, VisitHistoryPage, VisitMetadata
+from community_tracker.settings import get_settings
+from community_tracker.timeutil import Period
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+USER_INDEX = "ByUser"
+_META = "META"
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this API did not hand out."""
+
+
+def _community_pk(community_id: str) -> str:
+    return f"COMMUNITY#{community_id}"
+
+
+def _user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def _visit_sk(timestamp: str, event_id: str) -> str:
+    return f"VISIT#{timestamp}#{event_id}"
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
+
+
+def decode_cursor(cursor: str | None, expected_keys: set[str]) -> dict[str, str] | None:
+    if cursor is None:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+        raise InvalidCursor("the cursor is not one this API handed out") from error
+    if (
+        not isinstance(key, dict)
+        or set(key) != expected_keys
+        or not all(isinstance(v, str) and len(v) <= 512 for v in key.values())
+    ):
+        raise InvalidCursor("the cursor is not one this API handed out")
+    return key
+
+
+class CommunityStore(Protocol):
+    def get(self, community_id: str) -> Community | None: ...
+    def put(self, community: Community) -> None: ...
+
+
+class DynamoCommunityStore:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def get(self, community_id: str) -> Community | None:
+        item = self._table.get_item(Key={"PK": _community_pk(community_id), "SK": _META}).get("Item")
+        if item is None:
+            return None
+        return Community(
+            community_id=str(item["community_id"]),
+            slug=str(item["slug"]),
+            name=str(item["name"]),
+            division_id=str(item["division_id"]) if item.get("division_id") else None,
+        )
+
+    def put(self, community: Community) -> None:
+        self._table.put_item(
+            Item={
+                "PK": _community_pk(community.community_id),
+                "SK": _META,
+                "entity": "community",
+                **community.model_dump(),
+            }
+        )
+
+
+class CachedCommunityStore:
+    """Keeps looked-up communities for a short time; unknown ids for a shorter one, so a flood of
+    random ids costs one read each per container, and a newly registered community soon shows."""
+
+    def __init__(
+        self,
+        store: CommunityStore,
+        ttl_seconds: float,
+        *,
+        unknown_ttl_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._unknown_ttl = min(unknown_ttl_seconds, ttl_seconds)
+        self._clock = clock
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, Community | None]] = {}
+
+    def get(self, community_id: str) -> Community | None:
+        now = self._clock()
+        cached = self._entries.get(community_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        community = self._store.get(community_id)
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[community_id] = (now + (self._ttl if community else self._unknown_ttl), community)
+        return community
+
+    def put(self, community: Community) -> None:
+        self._store.put(community)
+        self._entries[community.community_id] = (self._clock() + self._ttl, community)
+
+
+def _visit_from_item(item: dict[str, Any]) -> VisitEvent:
+    metadata = item["metadata"]
+    return VisitEvent(
+        event_id=str(item["event_id"]),
+        user_id=str(item["user_id"]),
+        timestamp=str(item["timestamp"]),
+        metadata=VisitMetadata.model_validate(metadata),
+    )
+
+
+class DynamoVisitStore:
+    """`community_visit` events: by community (table) and by user (the ByUser index)."""
+
+    _TABLE_KEYS = {"PK", "SK"}
+    _INDEX_KEYS = {"PK", "SK", "GSI1PK", "GSI1SK"}
+
+    def __init__(self, table: Table, retention_days: int = 0) -> None:
+        self._table = table
+        self._retention_seconds = retention_days * 86_400
+
+    def put_visit(self, event: VisitEvent) -> bool:
+        """Writes the event unless an item with its key exists. False: it was already there."""
+        sort_key = _visit_sk(event.timestamp, event.event_id)
+        item: dict[str, Any] = {
+            "PK": _community_pk(event.metadata.community_id),
+            "SK": sort_key,
+            "GSI1PK": _user_pk(event.user_id),
+            "GSI1SK": sort_key,
+            **event.model_dump(),
+        }
+        if self._retention_seconds:
+            item["expires_at"] = int(time.time()) + self._retention_seconds
+        try:
+            self._table.put_item(Item=item, ConditionExpression=Attr("PK").not_exists())
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def community_visits(self, community_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
+        """Newest first."""
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(_community_pk(community_id)) & Key("SK").begins_with("VISIT#"),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor, self._TABLE_KEYS)
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        response = self._table.query(**query)
+        return VisitHistoryPage(
+            visits=[_visit_from_item(item) for item in response["Items"]],
+            next_cursor=encode_cursor(response.get("LastEvaluatedKey")),
+        )
+
+    def user_visits(self, user_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
+        """Newest first, from the ByUser index."""
+        query: dict[str, Any] = {
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id)),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor, self._INDEX_KEYS)
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        response = self._table.query(**query)
+        return VisitHistoryPage(
+            visits=[_visit_from_item(item) for item in response["Items"]],
+            next_cursor=encode_cursor(response.get("LastEvaluatedKey")),
+        )
+
+    def all_user_visits(self, user_id: str) -> Iterator[VisitEvent]:
+        cursor: str | None = None
+        while True:
+            page = self.user_visits(user_id, limit=500, cursor=cursor)
+            yield from page.visits
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    def delete_user_visits(self, user_id: str) -> int:
+        """Erases every visit event of the user; returns how many."""
+        deleted = 0
+        with self._table.batch_writer() as batch:
+            for event in list(self.all_user_visits(user_id)):
+                batch.delete_item(
+                    Key={
+                        "PK": _community_pk(event.metadata.community_id),
+                        "SK": _visit_sk(event.timestamp, event.event_id),
+                    }
+                )
+                deleted += 1
+        return deleted
+
+
+class DynamoPeakStore:
+    """Closed peak buckets, written by cleanup so peaks have history after Redis forgets them."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def put_rollup(self, community_id: str, peak: Peak) -> None:
+        """Idempotent, and never lowers a stored peak (two cleanups may write the same bucket)."""
+        try:
+            self._table.put_item(
+                Item={
+                    "PK": _community_pk(community_id),
+                    "SK": f"PEAK#{peak.period}#{peak.bucket}",
+                    "entity": "peak",
+                    **peak.model_dump(),
+                },
+                ConditionExpression=Attr("PK").not_exists() | Attr("count").lte(peak.count),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def rollups(self, community_id: str, period: Period, *, limit: int) -> list[Peak]:
+        """Newest bucket first."""
+        response = self._table.query(
+            KeyConditionExpression=Key("PK").eq(_community_pk(community_id)) & Key("SK").begins_with(f"PEAK#{period}#"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [
+            Peak(
+                period=period,
+                bucket=str(item["bucket"]),
+                count=int(item["count"]) if isinstance(item["count"], Decimal | int) else 0,
+                reached_at=str(item["reached_at"]) if item.get("reached_at") else None,
+            )
+            for item in response["Items"]
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    communities: CommunityStore
+    visits: DynamoVisitStore
+    peaks: DynamoPeakStore
+
+
+@lru_cache(maxsize=1)
+def get_stores() -> Stores:
+    settings = get_settings()
+    table = dynamodb_resource().Table(settings.table_name)
+    return Stores(
+        communities=CachedCommunityStore(DynamoCommunityStore(table), settings.community_cache_seconds),
+        visits=DynamoVisitStore(table, settings.visit_retention_days),
+        peaks=DynamoPeakStore(table),
+    )

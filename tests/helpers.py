@@ -1,0 +1,95 @@
+"""Test helpers: sample events, a Lambda context, invoking handlers, forgetting cached factories."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from community_tracker.aws import reset_aws_clients
+from community_tracker.identity import get_token_verifier, get_visitor_hasher
+from community_tracker.settings import get_settings
+from community_tracker.stores import get_stores
+from community_tracker.tracker import get_tracker
+from infra.http_api_events import http_api_event
+
+EVENTS = Path(__file__).resolve().parent / "events"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from tests/events/ (a fresh copy each time)."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
+    return copy.deepcopy(event)
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    remaining_ms: Callable[[], int] = lambda: 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms()
+
+
+def forget_factories() -> None:
+    """Every cached factory of the layer: the next call builds from the current environment."""
+    for factory in (get_settings, get_stores, get_tracker, get_token_verifier, get_visitor_hasher):
+        factory.cache_clear()
+    reset_aws_clients()
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict[str, Any]) -> HttpAnswer:
+    raw = handler(event, LambdaContext())
+    headers = {name.lower(): value for name, value in (raw.get("headers") or {}).items()}
+    return HttpAnswer(status=raw["statusCode"], headers=headers, body=raw.get("body") or "")
+
+
+def route_key(method: str, template: str) -> str:
+    return f"{method} {template}"
+
+
+def api_request(
+    method: str,
+    path: str,
+    *,
+    template: str,
+    path_parameters: Mapping[str, str],
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    query: str = "",
+    now_ms: int | None = None,
+    source_ip: str = "198.51.100.23",
+) -> dict[str, Any]:
+    """An HTTP API v2 event; a dict body is sent as JSON."""
+    all_headers = {"user-agent": BROWSER, "host": "api.test", **(headers or {})}
+    if isinstance(body, dict):
+        all_headers.setdefault("content-type", "application/json")
+        body = json.dumps(body)
+    return http_api_event(
+        method,
+        path,
+        route_key=route_key(method, template),
+        path_parameters=path_parameters,
+        query=query,
+        headers=all_headers,
+        body=body,
+        now_ms=now_ms,
+        source_ip=source_ip,
+    )

@@ -1,0 +1,240 @@
+"""Identity: tokens (HS256 secret, RS256 through a real JWKS endpoint) and keyed hashes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from community_tracker.identity import (
+    IdentityProviderUnavailable,
+    InvalidToken,
+    TokenVerifier,
+    VisitorHasher,
+    beacon_identity,
+    bearer_token,
+    location_division,
+)
+from community_tracker.settings import Settings
+from infra.redis_servers import free_port
+from tests.builders import T0
+
+ISSUER = "https://issuer.test"
+AUDIENCE = "tracker-test"
+SECRET = "a-test-secret-that-is-long-enough-0123"
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "u-1", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600, **overrides}
+
+
+def hs256_verifier(**kwargs: Any) -> TokenVerifier:
+    return TokenVerifier(secret=SECRET, jwks_url=None, issuer=ISSUER, audience=AUDIENCE, **kwargs)
+
+
+def test_hs256_token_gives_user_division_and_roles() -> None:
+    token = jwt.encode(claims(division_id="laval", roles=["member", "admin"]), SECRET, algorithm="HS256")
+
+    principal = hs256_verifier().verify(token)
+
+    assert (principal.user_id, principal.division_id, principal.is_admin) == ("u-1", "laval", True)
+
+
+def test_claim_names_and_admin_role_are_configurable() -> None:
+    token = jwt.encode(claims(home="montreal", groups="staff ops"), SECRET, algorithm="HS256")
+
+    principal = hs256_verifier(division_claim="home", roles_claim="groups", admin_role="ops").verify(token)
+
+    assert principal.division_id == "montreal"
+    assert principal.roles == frozenset({"staff", "ops"})
+    assert principal.is_admin
+
+
+def test_a_division_claim_unfit_for_keys_is_unknown() -> None:
+    token = jwt.encode(claims(division_id="mont|real{x}"), SECRET, algorithm="HS256")
+
+    assert hs256_verifier().verify(token).division_id is None
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "message"),
+    [
+        (claims(exp=int(time.time()) - 120), "expired"),
+        (claims(aud="other"), "audience"),
+        (claims(iss="https://other"), "issuer"),
+        ({k: v for k, v in claims().items() if k != "exp"}, "required claim"),
+        (claims(sub=""), "subject"),
+        (claims(sub="x" * 200), "subject"),
+    ],
+)
+def test_refusals_say_why(token_claims: dict[str, Any], message: str) -> None:
+    token = jwt.encode(token_claims, SECRET, algorithm="HS256")
+
+    with pytest.raises(InvalidToken, match=message):
+        hs256_verifier().verify(token)
+
+
+def test_bearer_header_parsing() -> None:
+    assert bearer_token({"authorization": "Bearer abc.def.ghi"}) == "abc.def.ghi"
+    assert bearer_token({"authorization": "bearer   abc "}) == "abc"
+    assert bearer_token({"authorization": "Basic dXNlcjpwdw=="}) is None
+    assert bearer_token({"authorization": "Bearer "}) is None
+    assert bearer_token({}) is None
+
+
+# -- RS256 through a JWKS endpoint -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    """A real HTTP JWKS endpoint on loopback, as an identity provider would serve it."""
+    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    document = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Jwks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+def rs256_verifier(url: str) -> TokenVerifier:
+    return TokenVerifier(secret=None, jwks_url=url, issuer=ISSUER, audience=AUDIENCE)
+
+
+def test_rs256_token_verified_with_the_jwks(rsa_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
+    token = jwt.encode(claims(division_id="quebec"), rsa_key, algorithm="RS256", headers={"kid": "key-1"})
+
+    principal = rs256_verifier(jwks_url).verify(token)
+
+    assert (principal.user_id, principal.division_id) == ("u-1", "quebec")
+
+
+def test_algorithm_confusion_is_refused(rsa_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
+    # An attacker signs HS256 with the *public* key as the HMAC secret, hoping it is used as such
+    public_pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    forged = _hs256_with_raw_key(claims(), public_pem)
+
+    with pytest.raises(InvalidToken, match="algorithm"):
+        rs256_verifier(jwks_url).verify(forged)
+
+
+def _hs256_with_raw_key(payload: dict[str, Any], key: bytes) -> str:
+    """HS256 by hand: PyJWT itself refuses to HMAC-sign with a PEM key, which is the point."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = {"alg": "HS256", "typ": "JWT", "kid": "key-1"}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def test_alg_none_is_refused_with_a_jwks(jwks_url: str) -> None:
+    unsigned = jwt.encode(claims(), None, algorithm="none")  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidToken, match="algorithm"):
+        rs256_verifier(jwks_url).verify(unsigned)
+
+
+def test_unknown_signing_key_is_refused(jwks_url: str) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims(), other, algorithm="RS256", headers={"kid": "key-2"})
+
+    with pytest.raises(InvalidToken, match="signing key"):
+        rs256_verifier(jwks_url).verify(token)
+
+
+def test_unreachable_jwks_is_an_outage_not_a_bad_token(rsa_key: rsa.RSAPrivateKey) -> None:
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "key-1"})
+
+    with pytest.raises(IdentityProviderUnavailable):
+        rs256_verifier(f"http://127.0.0.1:{free_port()}/jwks.json").verify(token)
+
+
+# -- anonymous identities ----------------------------------------------------------------------
+
+
+def test_hashes_are_keyed_stable_and_not_the_raw_value() -> None:
+    hasher = VisitorHasher("key-one")
+
+    key = hasher.browser_key("tab-12345678")
+
+    assert key == hasher.browser_key("tab-12345678")
+    assert key != VisitorHasher("key-two").browser_key("tab-12345678")
+    assert key.startswith("a:")
+    assert "tab-12345678" not in key
+    assert len(key) == 2 + 32
+
+
+def test_cookieless_key_rotates_every_day() -> None:
+    hasher = VisitorHasher("key")
+    day = 86_400_000
+
+    today = hasher.cookieless_key(T0, "198.51.100.1", "UA")
+
+    assert today == hasher.cookieless_key(T0 + 3_600_000, "198.51.100.1", "UA")
+    assert today != hasher.cookieless_key(T0 + day, "198.51.100.1", "UA")
+    assert today != hasher.cookieless_key(T0, "198.51.100.2", "UA")
+
+
+def test_login_carries_the_browser_key_to_merge() -> None:
+    hasher = VisitorHasher("key")
+    principal = hs256_verifier().verify(jwt.encode(claims(sub="u-9"), SECRET, algorithm="HS256"))
+
+    identity = beacon_identity(
+        principal=principal,
+        visitor_id="tab-merge-001",
+        source_ip="198.51.100.1",
+        user_agent="UA",
+        location="laval",
+        hasher=hasher,
+        now_ms=T0,
+    )
+
+    assert identity.visitor.key == "u:u-9"
+    assert identity.visitor.division_id is None  # a user's division comes from the token only
+    assert identity.merge_key == hasher.browser_key("tab-merge-001")
+
+
+def test_location_headers_count_only_when_trusted() -> None:
+    headers = {"cloudfront-viewer-country": "CA", "cloudfront-viewer-country-region": "QC"}
+    mapping = {"CA-QC": "quebec", "CA": "canada"}
+
+    assert location_division(headers, Settings(location_divisions=mapping)) is None
+    trusted = Settings(location_divisions=mapping, trust_location_headers=True)
+    assert location_division(headers, trusted) == "quebec"
+    assert location_division({"cloudfront-viewer-country": "CA"}, trusted) == "canada"
+    assert location_division({"cloudfront-viewer-country": "FR"}, trusted) is None
