@@ -32,7 +32,7 @@ deploy: build
 	$(VENV)/bin/sam deploy
 
 openapi: deps
-	$(PY) -m infra.cli openapi --write
+	$(PY) -m infra.cli openapi
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -12,7 +12,15 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 
-from community_tracker.api import ApiError, error_responses, http_router, json_response, principal_from
+from community_tracker.api import (
+    ApiError,
+    error_responses,
+    http_router,
+    json_response,
+    principal_from,
+    registered_community,
+    request_time_ms,
+)
 from community_tracker.beacons import Beacon, bot_reason, record_heartbeat, record_leave, record_page_view
 from community_tracker.identity import beacon_identity, get_visitor_hasher, location_division
 from community_tracker.models import COMMUNITY_ID_PATTERN, AddVisitorResult, Community
@@ -48,16 +56,7 @@ BEACON_ERRORS = error_responses(
 
 
 def _now_ms() -> int:
-    """When API Gateway received the request: the one clock every part of a beacon uses."""
-    return int(router.current_event.request_context.time_epoch)
-
-
-def registered_community(community_id: str) -> Community:
-    """The community, or 404 before Redis is touched: unknown ids never create keys."""
-    community = get_stores().communities.get(community_id)
-    if community is None:
-        raise ApiError(HTTPStatus.NOT_FOUND, "unknown_community", f"community {community_id} is not registered")
-    return community
+    return request_time_ms(router.current_event)
 
 
 def count_invalid_beacon(event: APIGatewayProxyEventV2) -> None:

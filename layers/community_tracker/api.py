@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
@@ -29,9 +30,10 @@ from community_tracker.identity import (
     bearer_token,
     get_token_verifier,
 )
+from community_tracker.models import Community
 from community_tracker.observability import logger
 from community_tracker.settings import Settings, get_settings
-from community_tracker.stores import InvalidCursor
+from community_tracker.stores import InvalidCursor, get_stores
 
 JSON = "application/json"
 # Headers a browser may read on a cross-origin answer (CORS exposes only safelisted ones otherwise).
@@ -214,6 +216,19 @@ def accept_text_plain_json(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "headers": {**headers, "content-type": JSON}}
 
 
+def request_time_ms(event: APIGatewayProxyEventV2) -> int:
+    """When API Gateway received the request: the one clock every part of a request uses."""
+    return int(event.request_context.time_epoch)
+
+
+def registered_community(community_id: str) -> Community:
+    """The community, or 404 before Redis is touched: unknown ids never create keys."""
+    community = get_stores().communities.get(community_id)
+    if community is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "unknown_community", f"community {community_id} is not registered")
+    return community
+
+
 def principal_from(headers: Mapping[str, str], body_token: str | None = None) -> Principal | None:
     """The verified caller, from `Authorization: Bearer` or (sendBeacon) the body's `token`.
 
@@ -241,4 +256,22 @@ def require_admin(headers: Mapping[str, str]) -> Principal:
     principal = require_principal(headers)
     if not principal.is_admin:
         raise ApiError(HTTPStatus.FORBIDDEN, "forbidden", "this needs the admin role")
+    return principal
+
+
+def require_aggregate_reader(headers: Mapping[str, str]) -> Principal | None:
+    """Counts need a valid token, unless public counts are enabled (a bad token is still 401)."""
+    principal = principal_from(headers)
+    if principal is None and not get_settings().public_counts:
+        raise ApiError(
+            HTTPStatus.UNAUTHORIZED, "token_required", "a bearer token is required", {"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+def require_self_or_admin(headers: Mapping[str, str], user_id: str) -> Principal:
+    """A user's own data: that user, or an admin."""
+    principal = require_principal(headers)
+    if not principal.is_admin and principal.user_id != user_id:
+        raise ApiError(HTTPStatus.FORBIDDEN, "forbidden", "only that user or an admin may see this")
     return principal

@@ -20,6 +20,7 @@ import jwt
 from community_tracker.aws import secret
 from community_tracker.models import (
     DIVISION_ID_PATTERN,
+    USER_ID_PATTERN,
     VisitorIdentity,
     anonymous_visitor_key,
     authenticated_visitor_key,
@@ -28,7 +29,7 @@ from community_tracker.settings import Settings, get_settings
 from community_tracker.timeutil import bucket
 
 _DIVISION = re.compile(DIVISION_ID_PATTERN)
-_USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_USER_ID = re.compile(USER_ID_PATTERN)
 _LEEWAY_SECONDS = 30
 
 

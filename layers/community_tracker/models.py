@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 COMMUNITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 DIVISION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$"
+USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # a token's `sub`: any printable text
 
 CommunityId = Annotated[str, StringConstraints(pattern=COMMUNITY_ID_PATTERN)]
 DivisionId = Annotated[str, StringConstraints(pattern=DIVISION_ID_PATTERN)]

@@ -86,3 +86,23 @@ class LuaScripts:
                     raise result
             return first
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def call_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
+        """The same script for many key sets: one pipeline on a single node; one call each on a
+        cluster, whose pipelines refuse EVALSHA. Only for scripts that may safely run twice (the
+        whole pipeline is replayed after a `NOSCRIPT`)."""
+        if not isinstance(self._client, Redis):
+            return [self.call(name, keys, args) for keys, args in calls]
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            results = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(result, NoScriptError) for result in results):
+                self._load(name)
+                continue
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return results
+        raise AssertionError("unreachable: the second attempt returns or raises")

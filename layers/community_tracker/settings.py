@@ -58,7 +58,6 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=4096, ge=256)
     public_counts: bool = False
-    stats_max_age_seconds: int = Field(default=5, ge=0)
 
     # Cleanup.
     cleanup_batch_size: int = Field(default=200, ge=1)

@@ -114,6 +114,8 @@ class CleanupResult:
     removed: int
     remaining: int
     index_flag_cleared: bool
+    unrolled_peaks: list[Peak]  # closed buckets still in Redis, not yet written to history
+    open_bucket_end: int | None  # end of the earliest current bucket holding a peak
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,10 @@ class VisitorTracker:
         """Activity of a visitor already present (a heartbeat); `not_present` if it is not live."""
         return self._record(visit, now_ms, pages=int(increment_pages), must_be_present=True)
 
-    def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
+    def _record_call(
+        self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool
+    ) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of record.lua for one beacon."""
         keys = CommunityKeys(visit.community_id)
         day, week, month = (bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
@@ -228,11 +233,15 @@ class VisitorTracker:
             _seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
             _seconds(day.end_ms + _HISTORY_MS),
         ]
-        user_id = visitor.user_id
+        return script_keys, args
+
+    def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
+        script_keys, args = self._record_call(visit, now_ms, pages=pages, must_be_present=must_be_present)
+        user_id = visit.visitor.user_id
         if user_id is None:
-            status, count, needs_index, recorded_at = self._scripts.call("record", script_keys, args)
+            raw = self._scripts.call("record", script_keys, args)
         elif self._single_node is not None:
-            status, count, needs_index, recorded_at = self._scripts.call_pipelined(
+            raw = self._scripts.call_pipelined(
                 self._single_node,
                 "record",
                 script_keys,
@@ -240,26 +249,47 @@ class VisitorTracker:
                 lambda pipe: self._touch_user(pipe, user_id, visit.community_id, now_ms),
             )
         else:
-            status, count, needs_index, recorded_at = self._scripts.call("record", script_keys, args)
+            raw = self._scripts.call("record", script_keys, args)
             pipe = self._client.pipeline(transaction=False)
             self._touch_user(pipe, user_id, visit.community_id, now_ms)
             pipe.execute()
+        return self._outcome(visit, now_ms, raw)
+
+    def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
+        status, count, needs_index, recorded_at = raw
         if needs_index:
             self.schedule_community(visit.community_id, 0)
+        visitor_division = visit.visitor.division_id
         community_division = visit.community_division
         return VisitOutcome(
             status=_STATUSES[status],
             result=AddVisitorResult(
                 current_count=count,
                 is_cross_division=bool(
-                    visitor.division_id and community_division and visitor.division_id != community_division
+                    visitor_division and community_division and visitor_division != community_division
                 ),
-                visitor_division=visitor.division_id,
+                visitor_division=visitor_division,
                 community_division=community_division,
                 timestamp=iso(now_ms),
             ),
             recorded_at_ms=int(recorded_at),
         )
+
+    def add_visitors(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
+        """Many page views at once (imports, load tests, benchmarks' set-up): one pipeline on a
+        single node. The same as calling `add_visitor` for each, in order."""
+        calls = [self._record_call(v, now_ms, pages=1, must_be_present=False) for v in visits]
+        if self._single_node is None or not calls:
+            return [self.add_visitor(v, now_ms) for v in visits]
+        pipe = self._single_node.pipeline(transaction=False)
+        for visit in visits:
+            if visit.visitor.user_id is not None:
+                self._touch_user(pipe, visit.visitor.user_id, visit.community_id, now_ms)
+        pipe.execute()
+        return [
+            self._outcome(v, now_ms, raw)
+            for v, raw in zip(visits, self._scripts.call_many("record", calls), strict=True)
+        ]
 
     def _touch_user(self, pipe: Pipeline, user_id: str, community_id: str, now_ms: int) -> None:
         # A superset of where the user is (heartbeats touch it too): reads check each community.
@@ -437,17 +467,45 @@ class VisitorTracker:
 
     def cleanup_stale_visitors(self, community_id: str, now_ms: int) -> CleanupResult:
         """Removes the community's stale visitors, adjusting every derived count atomically."""
-        keys = CommunityKeys(community_id)
-        removed, remaining, cleared = self._scripts.call(
-            "prune",
-            [*keys.state, keys.series(hour_id(now_ms))],
-            [
-                now_ms - self.window_ms,
-                minute_of(now_ms),
-                _seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
-            ],
-        )
-        return CleanupResult(removed=removed, remaining=remaining, index_flag_cleared=bool(cleared))
+        return self.cleanup_communities([community_id], now_ms)[0]
+
+    def cleanup_communities(self, community_ids: Sequence[str], now_ms: int) -> list[CleanupResult]:
+        """`cleanup_stale_visitors` for many communities, pipelined on a single node. Each result
+        also says which closed peak buckets still wait for their rollup, and until when the
+        community must stay indexed for one."""
+        closed = _closed_buckets(now_ms)
+        current = [bucket(period, now_ms) for period in PERIODS]
+        series_expire = _seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS)
+        calls: list[tuple[Sequence[str], Sequence[str | int]]] = []
+        for community_id in community_ids:
+            keys = CommunityKeys(community_id)
+            script_keys = [
+                *keys.state,
+                keys.series(hour_id(now_ms)),
+                *(keys.peak(b) for b in closed),
+                *(keys.peak(b) for b in current),
+            ]
+            calls.append((script_keys, [now_ms - self.window_ms, minute_of(now_ms), series_expire]))
+        results = []
+        for raw in self._scripts.call_many("prune", calls):
+            removed, remaining, cleared, closed_fields, current_exists = raw
+            results.append(
+                CleanupResult(
+                    removed=removed,
+                    remaining=remaining,
+                    index_flag_cleared=bool(cleared),
+                    unrolled_peaks=[
+                        Peak(period=b.period, bucket=b.id, count=int(count), reached_at=iso(int(at)))
+                        for b, (count, at, rolled) in zip(closed, closed_fields, strict=True)
+                        if count is not None and rolled is None
+                    ],
+                    open_bucket_end=min(
+                        (b.end_ms for b, exists in zip(current, current_exists, strict=True) if exists),
+                        default=None,
+                    ),
+                )
+            )
+        return results
 
     def schedule_community(self, community_id: str, due_ms: int) -> None:
         """(Re)registers a community in its index shard, due for cleanup at `due_ms`."""
@@ -475,31 +533,8 @@ class VisitorTracker:
         """Rotates the shard a cleanup pass starts from, so no shard starves behind another."""
         return int(self._client.incr(CLEANUP_CURSOR_KEY)) % self.index_shards
 
-    def unrolled_peaks(self, community_id: str, now_ms: int) -> list[Peak]:
-        """Closed peak buckets still in Redis and not yet written to the history store."""
-        keys = CommunityKeys(community_id)
-        closed = _closed_buckets(now_ms)
-        pipe = self._client.pipeline(transaction=False)
-        for b in closed:
-            pipe.hmget(keys.peak(b), ["count", "at", "rolled"])
-        peaks = []
-        for b, (count, at, rolled) in zip(closed, pipe.execute(), strict=True):
-            if count is not None and rolled is None:
-                peaks.append(Peak(period=b.period, bucket=b.id, count=int(count), reached_at=iso(int(at))))
-        return peaks
-
     def mark_peak_rolled(self, community_id: str, peak: Peak) -> None:
         self._client.hset(CommunityKeys(community_id).peak_key(peak.period, peak.bucket), "rolled", "1")
-
-    def open_peak_bucket_end(self, community_id: str, now_ms: int) -> int | None:
-        """End of the earliest current bucket holding a peak, when the community must be revisited."""
-        keys = CommunityKeys(community_id)
-        current = [bucket(period, now_ms) for period in PERIODS]
-        pipe = self._client.pipeline(transaction=False)
-        for b in current:
-            pipe.exists(keys.peak(b))
-        ends = [b.end_ms for b, exists in zip(current, pipe.execute(), strict=True) if exists]
-        return min(ends) if ends else None
 
 
 def _closed_buckets(now_ms: int) -> list[Bucket]:

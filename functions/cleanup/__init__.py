@@ -1,0 +1,1 @@
+"""The scheduled cleanup function (EventBridge, every minute)."""

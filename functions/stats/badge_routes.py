@@ -1,0 +1,66 @@
+"""The public live count for an embeddable widget, only when public counts are enabled."""
+
+from __future__ import annotations
+
+from html import escape
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from community_tracker.api import (
+    ApiError,
+    error_responses,
+    http_router,
+    json_response,
+    registered_community,
+    request_time_ms,
+)
+from community_tracker.models import COMMUNITY_ID_PATTERN
+from community_tracker.settings import get_settings
+from community_tracker.tracker import get_tracker
+from stats.schemas import Badge
+
+router = http_router()
+PUBLIC_CACHE = "public, max-age=10"
+
+
+def badge_svg(count: int) -> str:
+    label, value = "live visitors", str(count)
+    label_width, value_width = 86, 12 + 7 * len(value)
+    width = label_width + value_width
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20" role="img" '
+        f'aria-label="{label}: {escape(value)}">'
+        f'<rect width="{label_width}" height="20" fill="#555"/>'
+        f'<rect x="{label_width}" width="{value_width}" height="20" fill="#2e7d32"/>'
+        '<g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">'
+        f'<text x="6" y="14">{label}</text><text x="{label_width + 6}" y="14">{escape(value)}</text></g></svg>'
+    )
+
+
+@router.get(
+    "/v1/badge/<community_id>",
+    summary="Public live count for an embeddable badge (when public counts are enabled)",
+    tags=["public"],
+    responses={
+        200: {
+            "description": "The live count",
+            "content": {"application/json": {"model": Badge}, "image/svg+xml": {"schema": {"type": "string"}}},
+        },
+        **error_responses(HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE),
+    },
+)
+def get_badge(
+    community_id: Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN)],
+    format: Annotated[Literal["json", "svg"], Query(description="svg: an image to embed")] = "json",
+) -> Response[Any]:
+    if not get_settings().public_counts:
+        raise ApiError(HTTPStatus.NOT_FOUND, "not_enabled", "public counts are not enabled")
+    cid = registered_community(community_id).community_id
+    count = get_tracker().get_visitor_stats(cid, request_time_ms(router.current_event)).total_visitors
+    headers = {"Cache-Control": PUBLIC_CACHE}
+    if format == "svg":
+        return Response(status_code=HTTPStatus.OK, content_type="image/svg+xml", body=badge_svg(count), headers=headers)
+    return json_response(HTTPStatus.OK, Badge(community_id=cid, current_count=count), headers)

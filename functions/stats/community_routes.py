@@ -1,0 +1,238 @@
+"""Live and historical numbers of one community (design §6)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from community_tracker.api import (
+    error_responses,
+    http_router,
+    json_response,
+    registered_community,
+    request_time_ms,
+    require_admin,
+    require_aggregate_reader,
+    require_self_or_admin,
+)
+from community_tracker.models import (
+    COMMUNITY_ID_PATTERN,
+    USER_ID_PATTERN,
+    CrossDivisionStats,
+    DropCounts,
+    Summary,
+    VisitHistoryPage,
+    VisitorPage,
+    VisitorStats,
+)
+from community_tracker.stores import decode_cursor, encode_cursor, get_stores
+from community_tracker.timeutil import bucket
+from community_tracker.tracker import SERIES_HOURS, get_tracker
+from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
+
+router = http_router()
+
+CommunityPath = Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN, description="A registered community")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=1024, description="`next_cursor` of the previous page")]
+# Dashboards poll: a few seconds of private caching takes load off without going stale.
+POLLING_CACHE = "private, max-age=5"
+AGGREGATE_ERRORS = error_responses(
+    HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
+)
+ADMIN_ERRORS = error_responses(
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.UNAUTHORIZED,
+    HTTPStatus.FORBIDDEN,
+    HTTPStatus.NOT_FOUND,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+    HTTPStatus.SERVICE_UNAVAILABLE,
+)
+
+
+def _now() -> int:
+    return request_time_ms(router.current_event)
+
+
+def _readable_community(community_id: str) -> str:
+    """Aggregates: a token (or public counts), and a registered community."""
+    require_aggregate_reader(router.current_event.headers)
+    return registered_community(community_id).community_id
+
+
+@router.get(
+    "/v1/communities/<community_id>/stats",
+    summary="Live visitors, authenticated / anonymous split",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_stats(community_id: CommunityPath) -> VisitorStats:
+    return get_tracker().get_visitor_stats(_readable_community(community_id), _now())
+
+
+@router.get(
+    "/v1/communities/<community_id>/divisions",
+    summary="Live visitors per home division",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_divisions(community_id: CommunityPath) -> DivisionBreakdown:
+    cid = _readable_community(community_id)
+    divisions = get_tracker().get_division_breakdown(cid, _now())
+    return DivisionBreakdown(community_id=cid, total_visitors=sum(d.count for d in divisions), divisions=divisions)
+
+
+@router.get(
+    "/v1/communities/<community_id>/cross-division",
+    summary="Live cross-division visitors and their from → to pairs",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_cross_division(
+    community_id: CommunityPath, limit: Annotated[int, Query(ge=1, le=100, description="Top pairs")] = 10
+) -> CrossDivisionStats:
+    stats = get_tracker().get_cross_division_stats(_readable_community(community_id), _now())
+    return stats.model_copy(update={"breakdown": stats.breakdown[:limit]})
+
+
+@router.get(
+    "/v1/communities/<community_id>/cross-division/history",
+    summary="Page views per cross-division pair on one day (last 35 days)",
+    tags=["history"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_cross_division_history(
+    community_id: CommunityPath, day: Annotated[date | None, Query(description="UTC day, default today")] = None
+) -> CrossDivisionHistory:
+    cid = _readable_community(community_id)
+    day_id = day.isoformat() if day else bucket("day", _now()).id
+    return CrossDivisionHistory(
+        community_id=cid, day=day_id, breakdown=get_tracker().get_cross_division_history(cid, day_id)
+    )
+
+
+@router.get(
+    "/v1/communities/<community_id>/peaks",
+    summary="Peak concurrent visitors today, this ISO week and month; closed buckets with ?history=",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_peaks(
+    community_id: CommunityPath,
+    history: Annotated[Literal["day", "week", "month"] | None, Query(description="Closed buckets")] = None,
+    limit: Limit = 30,
+) -> PeaksAnswer:
+    cid = _readable_community(community_id)
+    current = get_tracker().get_peaks(cid, _now())
+    daily, weekly, monthly = (peak.count for peak in current)
+    return PeaksAnswer(
+        daily=daily,
+        weekly=weekly,
+        monthly=monthly,
+        current=current,
+        history=get_stores().peaks.rollups(cid, history, limit=limit) if history else [],
+    )
+
+
+@router.get(
+    "/v1/communities/<community_id>/summary",
+    summary="Everything a dashboard shows, from one Redis round trip",
+    tags=["live"],
+    responses={
+        200: {"description": "The dashboard's numbers", "content": {"application/json": {"model": Summary}}},
+        304: {"description": "Unchanged since the ETag sent in If-None-Match"},
+        **AGGREGATE_ERRORS,
+    },
+)
+def get_summary(
+    community_id: CommunityPath,
+    minutes: Annotated[int, Query(ge=1, le=180, description="Timeline length")] = 60,
+) -> Response[Any]:
+    summary = get_tracker().get_summary(_readable_community(community_id), _now(), timeline_minutes=minutes)
+    # The ETag ignores the answer's own timestamp, so an unchanged community answers 304.
+    fingerprint = summary.model_copy(update={"timestamp": ""}).model_dump_json()
+    etag = f'W/"{hashlib.sha256(fingerprint.encode()).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": POLLING_CACHE}
+    if router.current_event.headers.get("if-none-match") == etag:
+        return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
+    return json_response(HTTPStatus.OK, summary, headers)
+
+
+@router.get(
+    "/v1/communities/<community_id>/timeline",
+    summary="Highest live count of each minute (up to 48 hours)",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_timeline(
+    community_id: CommunityPath,
+    minutes: Annotated[int, Query(ge=1, le=SERIES_HOURS * 60, description="How far back")] = 60,
+) -> Timeline:
+    cid = _readable_community(community_id)
+    return Timeline(community_id=cid, minutes=minutes, points=get_tracker().get_timeline(cid, _now(), minutes=minutes))
+
+
+@router.get(
+    "/v1/communities/<community_id>/drops",
+    summary="Beacons not counted today, by reason",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ERRORS,
+)
+def get_drops(community_id: CommunityPath) -> DropCounts:
+    return get_tracker().get_drop_counts(_readable_community(community_id), _now())
+
+
+@router.get(
+    "/v1/communities/<community_id>/visitors",
+    summary="Live visitors, most recent activity first (admin)",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=ADMIN_ERRORS,
+)
+def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitorPage:
+    require_admin(router.current_event.headers)
+    cid = registered_community(community_id).community_id
+    start = decode_cursor(cursor, {"offset"})
+    offset = int(start["offset"]) if start and start["offset"].isdigit() else 0
+    page = get_tracker().get_visitor_list(cid, _now(), offset=offset, limit=limit)
+    next_offset = page.next_cursor
+    return page.model_copy(update={"next_cursor": encode_cursor({"offset": next_offset}) if next_offset else None})
+
+
+@router.get(
+    "/v1/communities/<community_id>/visitors/<user_id>",
+    summary="Is this user on the community now? (admin, or the user)",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=ADMIN_ERRORS,
+)
+def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> VisitingAnswer:
+    require_self_or_admin(router.current_event.headers, user_id)
+    cid = registered_community(community_id).community_id
+    return VisitingAnswer(
+        community_id=cid, user_id=user_id, is_visiting=get_tracker().is_user_visiting(cid, user_id, _now())
+    )
+
+
+@router.get(
+    "/v1/communities/<community_id>/visits",
+    summary="Authenticated visit history, newest first (admin)",
+    tags=["history"],
+    responses=ADMIN_ERRORS,
+)
+def get_community_visits(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitHistoryPage:
+    require_admin(router.current_event.headers)
+    cid = registered_community(community_id).community_id
+    return get_stores().visits.community_visits(cid, limit=limit, cursor=cursor)

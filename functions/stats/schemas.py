@@ -1,0 +1,57 @@
+"""Answer bodies of the stats routes that are not a domain shape as such."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from community_tracker.models import CrossDivisionPair, DivisionCount, Peak, TimelinePoint
+
+
+class DivisionBreakdown(BaseModel):
+    community_id: str
+    total_visitors: int
+    divisions: list[DivisionCount]
+
+
+class CrossDivisionHistory(BaseModel):
+    community_id: str
+    day: str
+    breakdown: list[CrossDivisionPair]
+
+
+class PeaksAnswer(BaseModel):
+    """The seed's `{daily, weekly, monthly}`, the current buckets with the time each peak was
+    reached, and (with `?history=`) closed buckets from DynamoDB, newest first."""
+
+    daily: int
+    weekly: int
+    monthly: int
+    current: list[Peak]
+    history: list[Peak]
+
+
+class VisitingAnswer(BaseModel):
+    community_id: str
+    user_id: str
+    is_visiting: bool
+
+
+class Timeline(BaseModel):
+    community_id: str
+    minutes: int
+    points: list[TimelinePoint]
+
+
+class Badge(BaseModel):
+    community_id: str
+    current_count: int
+
+
+class UserPresence(BaseModel):
+    user_id: str
+    communities: list[str]
+
+
+class ErasedVisits(BaseModel):
+    user_id: str
+    deleted: int

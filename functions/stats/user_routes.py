@@ -1,0 +1,84 @@
+"""A user's own data: where they are now, their visit history, its export and erasure."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from community_tracker.api import error_responses, http_router, json_response, request_time_ms, require_self_or_admin
+from community_tracker.models import USER_ID_PATTERN, VisitHistoryPage
+from community_tracker.observability import logger
+from community_tracker.stores import get_stores
+from community_tracker.tracker import get_tracker
+from stats.schemas import ErasedVisits, UserPresence
+
+router = http_router()
+
+UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The user's id (a token's `sub`)")]
+USER_ERRORS = error_responses(
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.UNAUTHORIZED,
+    HTTPStatus.FORBIDDEN,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+    HTTPStatus.SERVICE_UNAVAILABLE,
+)
+
+
+@router.get(
+    "/v1/users/<user_id>/communities",
+    summary="Communities the user is visiting now (the user, or an admin)",
+    tags=["users"],
+    cache_control="private, max-age=5",
+    responses=USER_ERRORS,
+)
+def get_user_communities(user_id: UserPath) -> UserPresence:
+    require_self_or_admin(router.current_event.headers, user_id)
+    now_ms = request_time_ms(router.current_event)
+    return UserPresence(user_id=user_id, communities=get_tracker().get_user_communities(user_id, now_ms))
+
+
+@router.get(
+    "/v1/users/<user_id>/visits",
+    summary="The user's visit history, newest first (the user, or an admin)",
+    tags=["users"],
+    responses=USER_ERRORS,
+)
+def get_user_visits(
+    user_id: UserPath,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> VisitHistoryPage:
+    require_self_or_admin(router.current_event.headers, user_id)
+    return get_stores().visits.user_visits(user_id, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/v1/users/<user_id>/visits/export",
+    summary="Everything kept about the user's visits, as one JSON document",
+    tags=["users"],
+    responses=USER_ERRORS,
+)
+def export_user_visits(user_id: UserPath) -> Response[Any]:
+    require_self_or_admin(router.current_event.headers, user_id)
+    visits = list(get_stores().visits.all_user_visits(user_id))
+    return json_response(
+        HTTPStatus.OK,
+        VisitHistoryPage(visits=visits),
+        {"Content-Disposition": 'attachment; filename="visits.json"', "Cache-Control": "no-store"},
+    )
+
+
+@router.delete(
+    "/v1/users/<user_id>/visits",
+    summary="Erase the user's visit history (the user, or an admin)",
+    tags=["users"],
+    responses=USER_ERRORS,
+)
+def erase_user_visits(user_id: UserPath) -> ErasedVisits:
+    principal = require_self_or_admin(router.current_event.headers, user_id)
+    deleted = get_stores().visits.delete_user_visits(user_id)
+    logger.info("visit history erased", extra={"deleted": deleted, "by_admin": principal.user_id != user_id})
+    return ErasedVisits(user_id=user_id, deleted=deleted)

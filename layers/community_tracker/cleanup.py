@@ -1,0 +1,87 @@
+"""The scheduled cleanup pass (design §7): stale visitors out, closed peaks into DynamoDB.
+
+Walks the active-community index shard by shard, claiming due communities in batches (a claim
+moves their due time one interval ahead, so two passes at once never take the same community and a
+pass cut short leaves its claims due again). It stops before the Lambda deadline; the next pass
+starts from the next shard (a cursor in Redis) and picks up whatever is still due, oldest first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from community_tracker.models import Peak
+from community_tracker.timeutil import MINUTE_MS
+from community_tracker.tracker import CleanupResult, VisitorTracker
+
+
+class PeakHistory(Protocol):
+    def put_rollup(self, community_id: str, peak: Peak) -> None: ...
+
+
+class CleanupReport(BaseModel):
+    communities_scanned: int = 0
+    stale_removed: int = 0
+    communities_emptied: int = 0
+    rollups_written: int = 0
+    completed: bool = False  # False: stopped at the deadline, the next pass carries on
+    duration_ms: int = 0
+
+
+def run_cleanup_pass(
+    tracker: VisitorTracker,
+    peaks: PeakHistory,
+    *,
+    now_ms: int,
+    time_left_ms: Callable[[], int],
+    margin_ms: int = 3000,
+    batch_size: int = 200,
+    interval_ms: int = MINUTE_MS,
+) -> CleanupReport:
+    started = time.monotonic()
+    report = CleanupReport()
+    first_shard = tracker.next_cleanup_shard()
+    for step in range(tracker.index_shards):
+        shard = (first_shard + step) % tracker.index_shards
+        while True:
+            if time_left_ms() < margin_ms:
+                report.duration_ms = int((time.monotonic() - started) * 1000)
+                return report
+            claimed = tracker.claim_due_communities(shard, now_ms, batch_size, interval_ms)
+            if not claimed:
+                break
+            results = tracker.cleanup_communities(claimed, now_ms)
+            for community_id, result in zip(claimed, results, strict=True):
+                _settle(tracker, peaks, community_id, result, report)
+            if len(claimed) < batch_size:
+                break
+    report.completed = True
+    report.duration_ms = int((time.monotonic() - started) * 1000)
+    return report
+
+
+def _settle(
+    tracker: VisitorTracker, peaks: PeakHistory, community_id: str, result: CleanupResult, report: CleanupReport
+) -> None:
+    report.communities_scanned += 1
+    report.stale_removed += result.removed
+    for peak in result.unrolled_peaks:
+        # Written first, marked second: a pass that dies in between writes it again (idempotent).
+        peaks.put_rollup(community_id, peak)
+        tracker.mark_peak_rolled(community_id, peak)
+        report.rollups_written += 1
+    if result.remaining:
+        return
+    report.communities_emptied += 1
+    # An empty community stays indexed until its open peak buckets close, so they get rolled up.
+    if result.open_bucket_end is None:
+        tracker.unindex_community(community_id)
+    else:
+        tracker.schedule_community(community_id, result.open_bucket_end)
+    # A visit may have re-registered it between the prune and the line above: keep it due then.
+    if tracker.is_index_flag_set(community_id):
+        tracker.schedule_community(community_id, 0)
