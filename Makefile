@@ -4,19 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps run test lint typecheck unit bench build deploy openapi clean
+.PHONY: deps test-deps run test lint typecheck bench build deploy openapi clean
 
 deps:
 	@infra/setup.sh
 
+# The browser tests drive Debian's chromium (Playwright cannot download browsers here).
+test-deps:
+	@APT_PACKAGES="redis-server chromium" infra/setup.sh
+
 run: deps
 	$(PY) -m infra.local_run
 
-lint: deps
+lint: test-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-typecheck: deps
+typecheck: test-deps
 	$(PY) -m mypy
 
 test: lint typecheck

@@ -49,6 +49,14 @@ def aws_client(service: str) -> Any:
     return boto3.client(service, **_session_kwargs(get_settings(), service))  # type: ignore[call-overload]
 
 
+def aws_client_at(service: str, endpoint_url: str | None) -> Any:
+    """A client for an endpoint of its own (the API Gateway management API of one stage)."""
+    kwargs = _session_kwargs(get_settings(), service)
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+
 @lru_cache(maxsize=1)
 def _ssm_provider() -> SSMProvider:
     return SSMProvider(boto3_client=aws_client("ssm"))

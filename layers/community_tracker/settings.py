@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4096, ge=256)
     public_counts: bool = False
 
+    # Live push: the management endpoint of the WebSocket API stage (https://<api>.execute-api.<region>.amazonaws.com/<stage>).
+    websocket_endpoint: str | None = None
+
     # Cleanup.
     cleanup_batch_size: int = Field(default=200, ge=1)
     cleanup_margin_ms: int = Field(default=3000, ge=0)

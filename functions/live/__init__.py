@@ -1,0 +1,1 @@
+"""Live push over an API Gateway WebSocket API: the connection routes and the pusher."""

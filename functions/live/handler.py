@@ -1,0 +1,77 @@
+"""The WebSocket routes: `$connect` (subscribe to one community), `$disconnect`, `$default` (ping).
+
+Browsers cannot set headers on a WebSocket, so the token comes as the `token` query parameter of
+the connection URL; the same rules as the stats API apply (a token unless public counts are on).
+Refusing `$connect` with a status refuses the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from community_tracker.identity import IdentityProviderUnavailable, InvalidToken, get_token_verifier
+from community_tracker.live import ConnectionRegistry
+from community_tracker.models import COMMUNITY_ID_PATTERN
+from community_tracker.observability import logger, tracer
+from community_tracker.settings import get_settings
+from community_tracker.stores import get_stores
+from community_tracker.timeutil import system_clock
+from community_tracker.tracker import get_tracker
+
+_COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
+
+
+def _answer(status: int, message: str = "") -> dict[str, Any]:
+    body = json.dumps({"error": {"code": "refused", "message": message}}) if status >= 400 else ""
+    return {"statusCode": status, "body": body}
+
+
+def _connect(connection_id: str, query: dict[str, str], now_ms: int) -> dict[str, Any]:
+    community_id = query.get("community_id", "")
+    if not _COMMUNITY_ID.match(community_id):
+        return _answer(400, "community_id is missing or not a valid id")
+    token = query.get("token")
+    try:
+        if token:
+            get_token_verifier().verify(token)
+        elif not get_settings().public_counts:
+            return _answer(401, "a token is required")
+    except InvalidToken as error:
+        return _answer(401, str(error))
+    except IdentityProviderUnavailable as error:
+        return _answer(503, str(error))
+    if get_stores().communities.get(community_id) is None:
+        return _answer(404, f"community {community_id} is not registered")
+    ConnectionRegistry(get_tracker().client).subscribe(connection_id, community_id, now_ms)
+    return _answer(200)
+
+
+def route(event: dict[str, Any]) -> dict[str, Any]:
+    context = event["requestContext"]
+    connection_id = context["connectionId"]
+    now_ms = int(context.get("requestTimeEpoch") or system_clock())
+    registry = ConnectionRegistry(get_tracker().client)
+    match context["routeKey"]:
+        case "$connect":
+            return _connect(connection_id, event.get("queryStringParameters") or {}, now_ms)
+        case "$disconnect":
+            registry.unsubscribe(connection_id)
+            return _answer(200)
+        case _:
+            try:
+                action = json.loads(event.get("body") or "{}").get("action")
+            except (ValueError, AttributeError):
+                action = None
+            if action != "ping":
+                return _answer(400, 'send {"action": "ping"} to stay subscribed')
+            return _answer(200 if registry.touch(connection_id, now_ms) else 410, "unknown connection")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 (Lambda's signature)
+    return route(event)

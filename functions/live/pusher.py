@@ -1,0 +1,34 @@
+"""The scheduled pusher: every minute EventBridge starts it; it ticks once a second until shortly
+before its deadline, posting changed numbers to each community's subscribers."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from community_tracker.aws import aws_client_at
+from community_tracker.live import ConnectionRegistry, LivePusher, ManagementApiPoster, run_pusher
+from community_tracker.observability import count, logger, metrics, tracer
+from community_tracker.settings import get_settings
+from community_tracker.timeutil import system_clock
+from community_tracker.tracker import get_tracker
+
+
+@lru_cache(maxsize=1)
+def get_pusher() -> LivePusher:
+    """Kept for the life of the execution environment, with what it last pushed."""
+    management = aws_client_at("apigatewaymanagementapi", get_settings().websocket_endpoint)
+    tracker = get_tracker()
+    return LivePusher(tracker, ConnectionRegistry(tracker.client), ManagementApiPoster(management))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 (Lambda's signature)
+    report = run_pusher(get_pusher(), clock=system_clock, time_left_ms=context.get_remaining_time_in_millis)
+    count("LiveMessagesPosted", report.messages)
+    count("LiveConnectionsPruned", report.pruned)
+    return {"messages": report.messages, "pruned": report.pruned, "communities": report.communities}

@@ -1,0 +1,303 @@
+"""`make run`: the whole system on this machine.
+
+A real redis-server, the AWS emulator on localhost:4566 (moto_server, or a LocalStack already
+listening there), the table created from template.yaml, seed communities, the local API gateway
+on VT_PORT (default 3000) calling the handlers in-process, the cleanup on the template's schedule,
+and the demo pages. Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+from urllib.parse import parse_qsl
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+STATIC_DIR = ROOT / "web"
+SEED_FILE = Path(__file__).resolve().parent / "seed_communities.json"
+LIVE_PUSHER_HANDLER = "live.pusher.lambda_handler"
+
+
+class AlreadyRunning(SystemExit):
+    pass
+
+
+@contextmanager
+def single_instance(lock_path: Path) -> Iterator[None]:
+    """One `make run` at a time per checkout: a second one says so and exits."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle: IO[str] = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise AlreadyRunning(f"make run is already running here (pid {owner}); stop it with Ctrl-C first.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str, str]:
+    """What the template gives the functions in AWS, pointed at the local parts."""
+    defaults = {
+        "VT_TABLE_NAME": "community-visits",
+        "POWERTOOLS_SERVICE_NAME": "community-visitor-tracker-local",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    forced = {
+        "VT_REDIS_URL": redis_url,
+        "VT_REDIS_CLUSTER": "false",
+        "VT_USE_LOCALSTACK": "true",
+        "LOCALSTACK_HOST": emulator_host,
+        "VT_CORS_ORIGINS": os.environ.get("VT_CORS_ORIGINS", f"http://localhost:{port},http://127.0.0.1:{port}"),
+    }
+    return {**defaults, **{k: v for k, v in os.environ.items() if k in defaults}, **forced}
+
+
+def seed_communities() -> int:
+    from community_tracker.models import Community
+    from community_tracker.stores import get_stores
+
+    store = get_stores().communities
+    rows: list[dict[str, Any]] = json.loads(SEED_FILE.read_text(encoding="utf-8"))
+    for row in rows:
+        store.put(Community.model_validate(row))
+    return len(rows)
+
+
+def ensure_table() -> None:
+    from community_tracker.aws import aws_client
+    from community_tracker.settings import get_settings
+    from infra.tables import create_visits_table
+
+    dynamodb = aws_client("dynamodb")
+    name = get_settings().table_name
+    if name not in dynamodb.list_tables()["TableNames"]:
+        create_visits_table(dynamodb, name)
+
+
+class CleanupSchedule(threading.Thread):
+    """Invokes the scheduled functions at the template's rate, like EventBridge."""
+
+    def __init__(self, invoker: Any, schedules: dict[str, tuple[str, int]]) -> None:
+        super().__init__(name="cleanup-schedule", daemon=True)
+        self._invoker = invoker
+        self._schedules = schedules
+        self._stop_event = threading.Event()
+
+    def run_now(self) -> list[dict[str, Any]]:
+        from community_tracker.timeutil import iso
+
+        reports = []
+        for function, (handler, _period) in self._schedules.items():
+            now = iso(self._invoker.now_ms()).replace(".000Z", "Z")
+            event = {
+                "version": "0",
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "time": now,
+                "detail": {},
+            }
+            reports.append(self._invoker.invoke(function, handler, event, timeout_ms=60_000))
+        return reports
+
+    def run(self) -> None:
+        period = min((p for _h, p in self._schedules.values()), default=60)
+        while not self._stop_event.wait(period):
+            try:
+                self.run_now()
+            except Exception as error:  # a failed pass is retried on the next tick, as in AWS
+                print(f"cleanup pass failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def main() -> int:
+    port = int(os.environ.get("VT_PORT", "3000"))
+    emulator_host = os.environ.get("LOCALSTACK_HOST", "localhost:4566")
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(single_instance(RUN_DIR / f"local-run-{port}.lock"))
+            if not port_is_free(port):
+                print(f"port {port} is already in use: stop what uses it, or set VT_PORT", file=sys.stderr)
+                return 1
+            run(stack, port, emulator_host)
+    except AlreadyRunning as refusal:
+        print(refusal.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(stack: ExitStack, port: int, emulator_host: str) -> None:
+    from infra.aws_emulator import responds, start_moto_server
+    from infra.redis_servers import start_redis
+
+    # Powertools warns on every request that published no metric; metrics are off locally.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    RUN_DIR.mkdir(exist_ok=True)
+    redis = start_redis(
+        RUN_DIR / "redis",
+        port=int(os.environ["VT_LOCAL_REDIS_PORT"]) if os.environ.get("VT_LOCAL_REDIS_PORT") else None,
+    )
+    stack.callback(redis.stop)
+    if responds(emulator_host):
+        emulator_name = "already running (LocalStack or moto_server), reused"
+    else:
+        emulator = start_moto_server(emulator_host, RUN_DIR / "moto_server.log")
+        stack.callback(emulator.stop)
+        emulator_name = "moto_server, started"
+    os.environ.update(local_environment(port, redis.url, emulator_host))
+
+    # Imported only now: the handlers read their settings from the environment set above.
+    from infra.gateway import Invoker, LocalGateway, function_handlers, schedule_rate_seconds, serve
+
+    ensure_table()
+    seeded = seed_communities()
+    clock_offset = {"ms": 0}
+    invoker = Invoker(lambda: clock_offset["ms"])
+    handlers = function_handlers()
+    # The live pusher's minute-long invocation is replaced here by a thread ticking the same
+    # LivePusher once a second (start_live_push): the other scheduled functions run as in AWS.
+    schedule = CleanupSchedule(
+        invoker,
+        {
+            name: (handlers[name], period)
+            for name, period in schedule_rate_seconds().items()
+            if handlers[name] != LIVE_PUSHER_HANDLER
+        },
+    )
+    gateway = LocalGateway(invoker, static_dir=STATIC_DIR)
+    add_local_controls(gateway, schedule, clock_offset)
+    websocket_url = start_live_push(stack, invoker, int(os.environ.get("VT_WS_PORT", str(port + 1))))
+    server = serve(gateway, "0.0.0.0", port)  # noqa: S104 (a developer's machine; the port is theirs)
+    stack.callback(server.server_close)
+    schedule.start()
+    stack.callback(schedule.stop)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print_banner(port, websocket_url, redis.url, emulator_host, emulator_name, seeded)
+    server.serve_forever()
+    print("stopping: gateway, cleanup schedule, AWS emulator, redis-server", flush=True)
+
+
+def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: dict[str, int]) -> None:
+    """Local-only routes (not in the template, never deployed): move the clock, run a cleanup pass
+    now, hand the demo pages a development token."""
+    from community_tracker.settings import get_settings
+    from infra.gateway import GatewayAnswer
+    from infra.tokens import mint_token
+
+    def as_json(payload: Any) -> GatewayAnswer:
+        return GatewayAnswer(200, {"Content-Type": "application/json"}, [], json.dumps(payload).encode())
+
+    def advance(_query: str, body: bytes) -> GatewayAnswer:
+        seconds = json.loads(body or b"{}").get("advance_seconds", 0)
+        clock_offset["ms"] += int(float(seconds) * 1000)
+        return as_json({"offset_ms": clock_offset["ms"]})
+
+    def token(query: str, _body: bytes) -> GatewayAnswer:
+        wanted = dict(parse_qsl(query))
+        roles = ["admin"] if wanted.get("admin") == "1" else []
+        user = wanted.get("sub", "local-viewer")
+        return as_json({"token": mint_token(get_settings(), user, division_id=wanted.get("division"), roles=roles)})
+
+    gateway.extra_routes[("POST", "/_local/clock")] = advance
+    gateway.extra_routes[("POST", "/_local/cleanup")] = lambda _query, _body: as_json(schedule.run_now())
+    gateway.extra_routes[("GET", "/_local/health")] = lambda _query, _body: as_json({"ok": True})
+    gateway.extra_routes[("GET", "/_local/token")] = token
+
+
+def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
+    """The template's WebSocket routes on ws://localhost:<VT_WS_PORT> and the pusher ticking once a
+    second (in AWS, the scheduled LivePushFunction does the ticking)."""
+    from community_tracker.live import ConnectionRegistry, LivePusher
+    from community_tracker.tracker import get_tracker
+    from infra.websocket_gateway import LocalWebSocketGateway, pusher_thread, websocket_routes
+
+    routes = websocket_routes()
+    if not routes:
+        return "none (the template declares no WebSocket routes)"
+    websockets = LocalWebSocketGateway(invoker, routes, "0.0.0.0", ws_port)  # noqa: S104 (a developer's machine)
+    websockets.start()
+    stack.callback(websockets.stop)
+    tracker = get_tracker()
+    pusher = LivePusher(tracker, ConnectionRegistry(tracker.client), websockets)
+    stop = threading.Event()
+    thread = pusher_thread(lambda: pusher.tick(invoker.now_ms()), stop)
+    thread.start()
+    stack.callback(stop.set)
+    return f"ws://localhost:{ws_port}"
+
+
+def print_banner(
+    port: int, websocket_url: str, redis_url: str, emulator_host: str, emulator_name: str, seeded: int
+) -> None:
+    base = f"http://localhost:{port}"
+    print(
+        f"""
+Community visitor tracker is running locally.
+
+  API base URL   {base}/v1
+  API docs       {base}/v1/docs   (OpenAPI: {base}/v1/openapi.json)
+  Demo page      {base}/            (live stats page: {base}/stats.html?community=quebec-city)
+  Live push      {websocket_url}
+  Redis          {redis_url}
+  AWS emulator   http://{emulator_host}  ({emulator_name})
+  Communities    {seeded} seeded (infra/seed_communities.json), e.g. quebec-city
+
+A development token (HS256 with VT_JWT_SECRET, issuer VT_JWT_ISSUER, audience VT_JWT_AUDIENCE):
+  TOKEN=$(.venv/bin/vt token --sub alice --division montreal)          # add --admin for admin routes
+Try:
+  curl -s -X POST {base}/v1/communities/quebec-city/visits -H 'Content-Type: application/json' \\
+       -d '{{"url": "https://example.com/communities/quebec-city/"}}'
+  curl -s {base}/v1/communities/quebec-city/summary -H "Authorization: Bearer $TOKEN"
+
+Ctrl-C stops everything.
+READY {base}
+""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The local run (`python -m infra.local_run`, what `make run` starts) in a subprocess, driven over
+HTTP as a frontend would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.redis_servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class LocalSystem:
+    base: str
+    port: int
+    ws_port: int
+    process: subprocess.Popen[str]
+    output: list[str]
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        all_headers = {"User-Agent": BROWSER_UA, **(headers or {})}
+        if isinstance(body, dict):
+            all_headers.setdefault("Content-Type", "application/json")
+        request = urllib.request.Request(f"{self.base}{path}", data=data, headers=all_headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+        except urllib.error.HTTPError as error:
+            return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def start_local_system(port: int, emulator_port: int, extra_env: dict[str, str] | None = None) -> LocalSystem:
+    ws_port = free_port()
+    env = {
+        **os.environ,
+        "VT_PORT": str(port),
+        "VT_WS_PORT": str(ws_port),
+        "LOCALSTACK_HOST": f"127.0.0.1:{emulator_port}",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local_run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        output.append(line)
+        if line.startswith("READY "):
+            system = LocalSystem(base=line.split()[1], port=port, ws_port=ws_port, process=process, output=output)
+            _drain(process, output)
+            return system
+    process.kill()
+    raise RuntimeError("the local run did not start:\n" + "".join(output))
+
+
+def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
+    """Keeps reading the child's output so it never blocks on a full pipe."""
+    import threading
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+
+def stop_local_system(system: LocalSystem) -> int:
+    system.process.send_signal(signal.SIGINT)
+    try:
+        return system.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        system.process.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def local_system() -> Iterator[LocalSystem]:
+    system = start_local_system(free_port(), free_port())
+    yield system
+    stop_local_system(system)

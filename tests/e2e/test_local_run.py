@@ -1,0 +1,144 @@
+"""The whole system as `make run` brings it up, used over HTTP the way a frontend and a browser do."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+from community_tracker.settings import Settings
+from infra.redis_servers import free_port
+from infra.tokens import mint_token
+from tests.e2e.conftest import ROOT, LocalSystem, start_local_system, stop_local_system
+
+
+def token(**kwargs: object) -> str:
+    # The local run uses the default settings, like this process
+    return mint_token(Settings(), **kwargs)  # type: ignore[arg-type]
+
+
+def bearer(user_id: str, **kwargs: object) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user_id=user_id, **kwargs)}"}
+
+
+def register(system: LocalSystem, division: str = "quebec") -> str:
+    community_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    answer = system.request(
+        "PUT",
+        f"/v1/communities/{community_id}",
+        {"slug": community_id, "name": "End to end", "division_id": division},
+        bearer("ops", roles=["admin"]),
+    )
+    assert answer.status == 200, answer.body
+    return community_id
+
+
+def test_seeded_community_takes_beacons_and_serves_stats(local_system: LocalSystem) -> None:
+    reader = bearer("reader")
+    before = local_system.request("GET", "/v1/communities/quebec-city/stats", headers=reader).json()
+
+    json_beacon = local_system.request(
+        "POST", "/v1/communities/quebec-city/visits", {"url": "https://x.example/", "visitor_id": "tab-e2e-0000001"}
+    )
+    plain_beacon = local_system.request(
+        "POST",
+        "/v1/communities/quebec-city/visits",
+        json.dumps({"url": "https://x.example/", "token": token(user_id="e2e-user", division_id="montreal")}).encode(),
+        {"Content-Type": "text/plain;charset=UTF-8"},
+    )
+    after = local_system.request("GET", "/v1/communities/quebec-city/stats", headers=reader).json()
+
+    assert json_beacon.status == 200, json_beacon.body
+    assert plain_beacon.status == 200, plain_beacon.body
+    assert plain_beacon.json()["is_cross_division"] is True
+    assert after["total_visitors"] == before["total_visitors"] + 2
+    assert after["authenticated_visitors"] == before["authenticated_visitors"] + 1
+
+
+def test_cors_preflight_and_grants(local_system: LocalSystem) -> None:
+    origin = f"http://localhost:{local_system.port}"
+    allowed = local_system.request(
+        "OPTIONS",
+        "/v1/communities/quebec-city/visits",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+    )
+    foreign = local_system.request(
+        "OPTIONS",
+        "/v1/communities/quebec-city/visits",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+
+    assert allowed.status == 204
+    assert allowed.headers["access-control-allow-origin"] == origin
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    assert "access-control-allow-origin" not in foreign.headers
+
+
+def test_stats_need_a_token_and_bots_are_not_counted(local_system: LocalSystem) -> None:
+    community_id = register(local_system)
+
+    no_token = local_system.request("GET", f"/v1/communities/{community_id}/stats")
+    bot = local_system.request(
+        "POST", f"/v1/communities/{community_id}/visits", {"url": "https://x/"}, {"User-Agent": "Python-urllib/3.11"}
+    )
+
+    assert no_token.status == 401
+    assert bot.status == 202
+    assert bot.headers["x-beacon-dropped"] == "bot"
+
+
+def test_cleanup_after_the_clock_moves(local_system: LocalSystem) -> None:
+    community_id = register(local_system, division="laval")
+    for i in range(3):
+        local_system.request(
+            "POST", f"/v1/communities/{community_id}/visits", {"url": "https://x/", "visitor_id": f"tab-clock-{i:05d}"}
+        )
+
+    local_system.request("POST", "/_local/clock", {"advance_seconds": 6 * 60})
+    reports = local_system.request("POST", "/_local/cleanup").json()
+    stats = local_system.request("GET", f"/v1/communities/{community_id}/stats", headers=bearer("reader")).json()
+
+    assert sum(report["stale_removed"] for report in reports) >= 3
+    assert all(report["completed"] for report in reports)
+    assert stats["total_visitors"] == 0
+
+
+def test_openapi_and_docs_are_served(local_system: LocalSystem) -> None:
+    spec = local_system.request("GET", "/v1/openapi.json")
+    docs = local_system.request("GET", "/v1/docs")
+
+    assert spec.status == 200
+    assert "/v1/communities/{community_id}/summary" in spec.json()["paths"]
+    assert docs.status == 200
+    assert b"swagger" in docs.body.lower()
+
+
+def test_a_second_run_on_the_same_port_says_so(local_system: LocalSystem) -> None:
+    second = subprocess.run(
+        [sys.executable, "-m", "infra.local_run"],
+        cwd=ROOT,
+        env={**os.environ, "VT_PORT": str(local_system.port), "LOCALSTACK_HOST": f"127.0.0.1:{free_port()}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+
+
+def test_ctrl_c_stops_every_process_it_started() -> None:
+    system = start_local_system(free_port(), emulator_port := free_port())
+    redis_port = int(next(line for line in system.output if "Redis " in line).rsplit(":", 1)[1].split("/")[0])
+
+    code = stop_local_system(system)
+
+    assert code == 0
+    assert any("stopping" in line for line in system.output)
+    for port in (system.port, redis_port, emulator_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"

@@ -1,0 +1,245 @@
+"""Live push: the WebSocket routes, the connection registry and the pusher (real Redis, moto)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+
+from community_tracker.live import (
+    IDLE_TTL_MS,
+    ConnectionRegistry,
+    LivePusher,
+    ManagementApiPoster,
+    run_pusher,
+)
+from community_tracker.models import Community
+from community_tracker.settings import get_settings
+from community_tracker.stores import get_stores
+from community_tracker.tracker import get_tracker
+from infra.tokens import mint_token
+from live.handler import lambda_handler
+from tests.builders import SECOND, T0, anonymous, user, visit
+from tests.helpers import LambdaContext, forget_factories
+
+
+class RecordingPoster:
+    """Keeps what would be sent; connections listed in `gone` answer like a 410."""
+
+    def __init__(self, gone: set[str] | None = None) -> None:
+        self.sent: dict[str, list[dict[str, Any]]] = {}
+        self.gone = gone or set()
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        if connection_id in self.gone:
+            return False
+        self.sent.setdefault(connection_id, []).append(json.loads(data))
+        return True
+
+    def types(self, connection_id: str) -> list[str]:
+        return [m["type"] for m in self.sent.get(connection_id, [])]
+
+
+@pytest.fixture
+def community(function_env: None) -> Community:
+    registered = Community(community_id=f"live-{uuid.uuid4().hex[:8]}", slug="s", name="Live", division_id="quebec")
+    get_stores().communities.put(registered)
+    return registered
+
+
+@pytest.fixture
+def registry(function_env: None) -> ConnectionRegistry:
+    return ConnectionRegistry(get_tracker().client)
+
+
+def ws_event(route_key: str, connection_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "requestContext": {
+            "routeKey": route_key,
+            "connectionId": connection_id,
+            "requestTimeEpoch": T0,
+            "stage": "prod",
+            "domainName": "ws.example",
+        },
+        **extra,
+    }
+
+
+def connect(community_id: str, token: str | None, connection_id: str = "conn-1") -> dict[str, Any]:
+    query = {"community_id": community_id, **({"token": token} if token else {})}
+    answer: dict[str, Any] = lambda_handler(
+        ws_event("$connect", connection_id, queryStringParameters=query), LambdaContext()
+    )
+    return answer
+
+
+def viewer_token() -> str:
+    return mint_token(get_settings(), "viewer")
+
+
+# -- the routes --------------------------------------------------------------------------------
+
+
+def test_connect_subscribes_with_a_valid_token(community: Community, registry: ConnectionRegistry) -> None:
+    assert connect(community.community_id, viewer_token())["statusCode"] == 200
+
+    assert registry.connections(community.community_id, T0) == ["conn-1"]
+    assert community.community_id in registry.communities()
+
+
+@pytest.mark.parametrize(
+    ("community_id", "token", "status"),
+    [
+        ("VALID", None, 401),
+        ("VALID", "not.a.token", 401),
+        ("not-registered", "VIEWER", 404),
+        ("{bad}", "VIEWER", 400),
+    ],
+)
+def test_connect_refusals(
+    community: Community, registry: ConnectionRegistry, community_id: str, token: str | None, status: int
+) -> None:
+    cid = community.community_id if community_id == "VALID" else community_id
+    answer = connect(cid, viewer_token() if token == "VIEWER" else token)
+
+    assert answer["statusCode"] == status
+    assert json.loads(answer["body"])["error"]["code"] == "refused"
+    assert registry.connections(community.community_id, T0) == []
+
+
+def test_public_counts_allow_connecting_without_a_token(community: Community, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VT_PUBLIC_COUNTS", "true")
+    forget_factories()
+
+    assert connect(community.community_id, None)["statusCode"] == 200
+
+
+def test_ping_keeps_a_connection_and_disconnect_removes_it(community: Community, registry: ConnectionRegistry) -> None:
+    connect(community.community_id, viewer_token(), "conn-p")
+
+    ping = lambda_handler(ws_event("$default", "conn-p", body='{"action": "ping"}'), LambdaContext())
+    other = lambda_handler(ws_event("$default", "conn-p", body="hello"), LambdaContext())
+    lambda_handler(ws_event("$disconnect", "conn-p"), LambdaContext())
+
+    assert ping["statusCode"] == 200
+    assert other["statusCode"] == 400
+    assert registry.connections(community.community_id, T0) == []
+
+
+def test_idle_connections_expire(community: Community, registry: ConnectionRegistry) -> None:
+    registry.subscribe("idle", community.community_id, T0)
+    registry.subscribe("pinged", community.community_id, T0)
+    registry.touch("pinged", T0 + IDLE_TTL_MS - SECOND)
+
+    assert registry.connections(community.community_id, T0 + IDLE_TTL_MS) == ["pinged"]
+
+
+# -- the pusher --------------------------------------------------------------------------------
+
+
+def test_subscribers_get_coalesced_changes(community: Community, registry: ConnectionRegistry) -> None:
+    cid = community.community_id
+    tracker = get_tracker()
+    registry.subscribe("a", cid, T0)
+    registry.subscribe("b", cid, T0)
+    poster = RecordingPoster()
+    pusher = LivePusher(tracker, registry, poster)
+
+    # Twenty beacons within one second produce one message of each kind at the next tick
+    for i in range(20):
+        tracker.add_visitor(visit(cid, user(f"u{i}", "montreal") if i % 2 else anonymous(f"s{i}")), T0 + i)
+    pusher.tick(T0 + SECOND)
+    # Nothing changed: nothing sent
+    pusher.tick(T0 + 2 * SECOND)
+    # Only the counts change (a visitor from an unknown division... joins the unknown bucket: both change)
+    tracker.remove_visitor(cid, anonymous("s0").key, T0 + 2500)
+    pusher.tick(T0 + 3 * SECOND)
+
+    assert poster.types("a") == poster.types("b")
+    assert poster.types("a") == [
+        "visitor_count_changed",
+        "visitor_divisions_updated",
+        "visitor_count_changed",
+        "visitor_divisions_updated",
+    ]
+    first = poster.sent["a"][0]
+    assert {k: first[k] for k in ("community_id", "total", "authenticated", "anonymous")} == {
+        "community_id": cid,
+        "total": 20,
+        "authenticated": 10,
+        "anonymous": 10,
+    }
+    assert poster.sent["a"][1]["cross_division"]["cross_division_visits"] == 10
+    assert poster.sent["a"][2]["total"] == 19
+
+
+def test_gone_connections_are_pruned(community: Community, registry: ConnectionRegistry) -> None:
+    cid = community.community_id
+    registry.subscribe("alive", cid, T0)
+    registry.subscribe("gone", cid, T0)
+    get_tracker().add_visitor(visit(cid, anonymous("s")), T0)
+
+    report = LivePusher(get_tracker(), registry, RecordingPoster(gone={"gone"})).tick(T0 + SECOND)
+
+    assert report.pruned == 1
+    assert registry.connections(cid, T0 + SECOND) == ["alive"]
+
+
+def test_management_api_poster_posts_and_reports_gone(function_env: None) -> None:
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        region_name="us-east-1",
+        endpoint_url="https://abc123.execute-api.us-east-1.amazonaws.com/prod",
+    )
+    poster = ManagementApiPoster(client)
+
+    assert poster.post("conn-m", b'{"type": "visitor_count_changed"}') is True
+    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
+    assert backend.connections["conn-m"].data == b'{"type": "visitor_count_changed"}'
+
+    # moto never answers 410, so the management API's GoneException is played by a hook
+    def gone(**_kwargs: Any) -> AWSResponse:
+        headers = HTTPHeaders()
+        headers["x-amzn-ErrorType"] = "GoneException"
+        return AWSResponse("https://ws.example", 410, headers, _Raw(b'{"message": "Gone"}'))
+
+    client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", gone)
+    assert poster.post("conn-m", b"{}") is False
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        yield self._body
+
+    def read(self) -> bytes:
+        return self._body
+
+
+def test_one_pusher_at_a_time_until_the_deadline(community: Community, registry: ConnectionRegistry) -> None:
+    clock = {"ms": T0}
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock["ms"] += int(seconds * 1000) or 1000
+
+    pusher = LivePusher(get_tracker(), registry, RecordingPoster())
+    assert registry.acquire_pusher_lock("someone-else", ttl_ms=60_000)
+    blocked = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: 60_000, sleep=sleep)
+    registry.release_pusher_lock("someone-else")
+
+    deadline = T0 + 10_000
+    run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+
+    assert blocked.messages == 0
+    assert sleeps == [1.0] * 8  # ticks once a second, stops with the 2 s margin
+    assert registry.acquire_pusher_lock("next", ttl_ms=1000)  # the lock was released
