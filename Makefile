@@ -30,10 +30,10 @@ bench: deps
 	$(PY) -m benchmarks
 
 build: deps
-	$(VENV)/bin/sam build --template template.yaml
+	$(PY) -m infra.build
 
 deploy: build
-	$(VENV)/bin/sam deploy
+	$(VENV)/bin/sam deploy --template-file .aws-sam/build/template.yaml
 
 openapi: deps
 	$(PY) -m infra.cli openapi
