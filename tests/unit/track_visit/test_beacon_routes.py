@@ -10,6 +10,7 @@ from typing import Any, cast
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.retries.standard import ExponentialBackoff
 from redis import Redis
 
 from community_tracker.models import Community
@@ -457,7 +458,11 @@ def test_redis_down_refuses_anonymous_beacons_with_503(community: Community, red
         assert answer.headers["retry-after"] == "5"
 
 
-def test_dynamodb_throttling_after_retries_is_503(community: Community, redis: Redis) -> None:
+def test_dynamodb_throttling_after_retries_is_503(
+    community: Community, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore retries as configured; only its backoff sleeps are skipped to keep the test quick
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0)
     attempts: list[str] = []
 
     def throttle(**kwargs: Any) -> AWSResponse:
