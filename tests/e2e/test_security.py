@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import cast
 
 import jwt
 import pytest
@@ -87,7 +88,7 @@ def test_spoofed_ids_in_body_and_headers_change_nothing(system: LocalSystem) -> 
 
     assert answer.status == 200
     assert answer.json()["visitor_division"] is None
-    [member] = redis_of(system).zrange(f"{{c:{cid}}}:live", 0, -1)
+    [member] = cast(list[str], redis_of(system).zrange(f"{{c:{cid}}}:live", 0, -1))
     assert member.startswith("a:")
 
 
