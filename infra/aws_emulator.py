@@ -12,6 +12,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.processes import stop_process
+
 DEFAULT_HOST = "localhost:4566"
 
 
@@ -32,13 +34,7 @@ class EmulatorProcess:
     process: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_moto_server(host: str, log_path: Path | None = None, timeout: float = 30.0) -> EmulatorProcess:

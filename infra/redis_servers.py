@@ -23,6 +23,8 @@ from cryptography.x509.oid import NameOID
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from infra.processes import stop_process
+
 START_TIMEOUT_SECONDS = 20.0
 
 
@@ -109,13 +111,7 @@ class RedisProcess:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_redis(directory: Path, port: int | None = None, *, cluster: bool = False, tls: bool = False) -> RedisProcess:

@@ -34,6 +34,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of the test's own: for tests that kill it, or need an empty index."""
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
 def connect(request: pytest.FixtureRequest, kind: str) -> RedisClient:
     if kind == "cluster":
         cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")

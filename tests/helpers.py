@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from community_tracker.aws import reset_aws_clients
 from community_tracker.identity import get_token_verifier, get_visitor_hasher
@@ -93,3 +95,31 @@ def api_request(
         now_ms=now_ms,
         source_ip=source_ip,
     )
+
+
+class _RawBody:
+    """What botocore reads an HTTP body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        yield self._body
+
+    def read(self) -> bytes:
+        return self._body
+
+
+def aws_error(status: int, code: str, *, json_type: str | None = None) -> AWSResponse:
+    """An AWS error answer for a `before-send` hook, so botocore's real retry and error handling
+    see it: `json_type` is DynamoDB's `__type` prefix; otherwise the code goes in x-amzn-ErrorType."""
+    headers = HTTPHeaders()
+    if json_type is None:
+        headers["x-amzn-ErrorType"] = code
+        body = {"message": code}
+    else:
+        body = {"__type": f"{json_type}#{code}", "message": "injected"}
+    return AWSResponse("https://aws.test", status, headers, _RawBody(json.dumps(body).encode()))
+
+
+DYNAMODB_ERROR_TYPE = "com.amazonaws.dynamodb.v20120810"

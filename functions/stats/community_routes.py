@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from community_tracker.api import (
     error_responses,
     http_router,
+    json_answer,
     json_response,
     registered_community,
     request_time_ms,
@@ -30,7 +31,7 @@ from community_tracker.models import (
     VisitorPage,
     VisitorStats,
 )
-from community_tracker.stores import decode_cursor, encode_cursor, get_stores
+from community_tracker.stores import InvalidCursor, decode_cursor, encode_cursor, get_stores
 from community_tracker.timeutil import bucket
 from community_tracker.tracker import SERIES_HOURS, get_tracker
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
@@ -149,7 +150,7 @@ def get_peaks(
     summary="Everything a dashboard shows, from one Redis round trip",
     tags=["live"],
     responses={
-        200: {"description": "The dashboard's numbers", "content": {"application/json": {"model": Summary}}},
+        200: json_answer("The dashboard's numbers", Summary),
         304: {"description": "Unchanged since the ETag sent in If-None-Match"},
         **AGGREGATE_ERRORS,
     },
@@ -205,7 +206,9 @@ def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor 
     require_admin(router.current_event.headers)
     cid = registered_community(community_id).community_id
     start = decode_cursor(cursor, {"offset"})
-    offset = int(start["offset"]) if start and start["offset"].isdigit() else 0
+    if start is not None and not start["offset"].isdigit():
+        raise InvalidCursor("the cursor is not one this API handed out")
+    offset = int(start["offset"]) if start else 0
     page = get_tracker().get_visitor_list(cid, _now(), offset=offset, limit=limit)
     next_offset = page.next_cursor
     return page.model_copy(update={"next_cursor": encode_cursor({"offset": next_offset}) if next_offset else None})

@@ -16,6 +16,7 @@ from community_tracker.api import (
     ApiError,
     error_responses,
     http_router,
+    json_answer,
     json_response,
     principal_from,
     registered_community,
@@ -156,14 +157,8 @@ def _explain(beacon: Beacon) -> Response[Any]:
     summary="Record a page view",
     tags=["beacons"],
     responses={
-        200: {
-            "description": "Counted (or a retry of a counted beacon)",
-            "content": {"application/json": {"model": AddVisitorResult}},
-        },
-        202: {
-            "description": "Accepted, not counted (bot), or counted only in the history (live state down)",
-            "content": {"application/json": {"model": NotCounted}},
-        },
+        200: json_answer("Counted (or a retry of a counted beacon)", AddVisitorResult),
+        202: json_answer("Accepted, not counted (bot), or kept only in the history (live state down)", NotCounted),
         **BEACON_ERRORS,
     },
 )
@@ -200,10 +195,7 @@ def post_visit(
     summary="The visitor is still here (no page view)",
     tags=["beacons"],
     responses={
-        200: {
-            "description": "Activity recorded",
-            "content": {"application/json": {"model": HeartbeatAnswer}},
-        },
+        200: json_answer("Activity recorded", HeartbeatAnswer),
         **BEACON_ERRORS,
     },
 )
@@ -230,7 +222,7 @@ def post_heartbeat(
     summary="The visitor left the page (pagehide)",
     tags=["beacons"],
     responses={
-        200: {"description": "Removed", "content": {"application/json": {"model": LeaveAnswer}}},
+        200: json_answer("Removed", LeaveAnswer),
         **BEACON_ERRORS,
     },
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -46,6 +47,14 @@ def _unsupported_beacon(_error: RequestUnsupportedContentType) -> Response[Any]:
 def _oversized_beacon(error: BodyTooLarge) -> Response[Any]:
     beacon_routes.count_invalid_beacon(app.current_event)
     return error_response(error.status, error.code, error.message)
+
+
+# A body API Gateway delivered base64-encoded (not text) that is not UTF-8 cannot be JSON: Powertools
+# fails decoding it before any parser runs, which would otherwise be a 500.
+@app.exception_handler(UnicodeDecodeError)
+def _undecodable_beacon(_error: UnicodeDecodeError) -> Response[Any]:
+    beacon_routes.count_invalid_beacon(app.current_event)
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is not UTF-8 encoded JSON")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

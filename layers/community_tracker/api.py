@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel
@@ -71,15 +72,14 @@ def json_response(status: HTTPStatus, model: BaseModel, headers: Mapping[str, st
     return Response(status_code=status, content_type=JSON, body=model.model_dump_json(), headers=dict(headers or {}))
 
 
-def error_responses(*statuses: HTTPStatus) -> dict[int, Any]:
+def json_answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
+    """An OpenAPI `responses` entry for a JSON answer of `model`."""
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+def error_responses(*statuses: HTTPStatus) -> dict[int, OpenAPIResponse]:
     """OpenAPI `responses` entries for the error statuses a route can answer."""
-    return {
-        int(status): {
-            "description": status.phrase,
-            "content": {JSON: {"model": ErrorBody}},
-        }
-        for status in statuses
-    }
+    return {int(status): json_answer(status.phrase, ErrorBody) for status in statuses}
 
 
 class BodyTooLarge(ApiError):
@@ -205,15 +205,22 @@ def build_resolver() -> APIGatewayHttpResolver:
     return app
 
 
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def accept_text_plain_json(event: dict[str, Any]) -> dict[str, Any]:
     """`navigator.sendBeacon` posts strings as `text/plain` (it cannot set `application/json`
     without a CORS preflight); the body is still JSON, so it is labelled as such for Powertools'
     validation, which parses JSON only. Other media types are left alone and refused (415)."""
     headers = event.get("headers") or {}
-    content_type = headers.get("content-type", "")
-    if not content_type.lower().startswith("text/plain"):
-        return event
-    return {**event, "headers": {**headers, "content-type": JSON}}
+    content_type = headers.get("content-type", "").strip().lower()
+    if content_type.startswith("text/plain"):
+        return {**event, "headers": {**headers, "content-type": JSON}}
+    if content_type.startswith(_FORM_TYPES):
+        # Powertools would parse forms itself, past the body cap (which guards the JSON parser):
+        # labelled as what they are not, they take its unsupported-media-type path (415) instead.
+        return {**event, "headers": {**headers, "content-type": f"unsupported/{content_type}"}}
+    return event
 
 
 def request_time_ms(event: APIGatewayProxyEventV2) -> int:

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from community_tracker.identity import BeaconIdentity
 from community_tracker.models import Community, Visit, VisitEvent, VisitMetadata, VisitOutcome
-from community_tracker.stores import DynamoVisitStore
+from community_tracker.stores import VisitStore
 from community_tracker.timeutil import iso
 from community_tracker.tracker import VisitorTracker
 
@@ -84,9 +84,7 @@ class PageViewResult:
     history_written: bool
 
 
-def record_page_view(
-    beacon: Beacon, *, tracker: VisitorTracker, visits: DynamoVisitStore, now_ms: int
-) -> PageViewResult:
+def record_page_view(beacon: Beacon, *, tracker: VisitorTracker, visits: VisitStore, now_ms: int) -> PageViewResult:
     """Live state first (it dedups and rate-limits), then the permanent event for a user.
 
     A retried beacon (same `event_id`) is a duplicate in Redis and carries the time it was first

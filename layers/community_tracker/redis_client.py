@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
@@ -19,21 +21,14 @@ def create_redis_client(settings: Settings) -> RedisClient:
     means (design §6: authenticated visits are still written to DynamoDB).
     """
     timeout = settings.redis_socket_timeout_seconds
-    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+    }
     if settings.redis_cluster:
-        return RedisCluster.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=retry,
-        )
+        return RedisCluster.from_url(settings.redis_url, **options)
     return Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=retry,
-        retry_on_error=[ConnectionError, TimeoutError],
-        health_check_interval=30,
+        settings.redis_url, retry_on_error=[ConnectionError, TimeoutError], health_check_interval=30, **options
     )

@@ -146,6 +146,10 @@ def _visit_from_item(item: dict[str, Any]) -> VisitEvent:
     )
 
 
+class VisitStore(Protocol):
+    def put_visit(self, event: VisitEvent) -> bool: ...
+
+
 class DynamoVisitStore:
     """`community_visit` events: by community (table) and by user (the ByUser index)."""
 
@@ -178,32 +182,19 @@ class DynamoVisitStore:
 
     def community_visits(self, community_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
         """Newest first."""
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("PK").eq(_community_pk(community_id)) & Key("SK").begins_with("VISIT#"),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        start = decode_cursor(cursor, self._TABLE_KEYS)
-        if start is not None:
-            query["ExclusiveStartKey"] = start
-        response = self._table.query(**query)
-        return VisitHistoryPage(
-            visits=[_visit_from_item(item) for item in response["Items"]],
-            next_cursor=encode_cursor(response.get("LastEvaluatedKey")),
-        )
+        condition = Key("PK").eq(_community_pk(community_id)) & Key("SK").begins_with("VISIT#")
+        return self._page({"KeyConditionExpression": condition}, self._TABLE_KEYS, limit, cursor)
 
     def user_visits(self, user_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
         """Newest first, from the ByUser index."""
-        query: dict[str, Any] = {
-            "IndexName": USER_INDEX,
-            "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id)),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        start = decode_cursor(cursor, self._INDEX_KEYS)
+        query = {"IndexName": USER_INDEX, "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id))}
+        return self._page(query, self._INDEX_KEYS, limit, cursor)
+
+    def _page(self, query: dict[str, Any], cursor_keys: set[str], limit: int, cursor: str | None) -> VisitHistoryPage:
+        start = decode_cursor(cursor, cursor_keys)
         if start is not None:
             query["ExclusiveStartKey"] = start
-        response = self._table.query(**query)
+        response = self._table.query(ScanIndexForward=False, Limit=limit, **query)
         return VisitHistoryPage(
             visits=[_visit_from_item(item) for item in response["Items"]],
             next_cursor=encode_cursor(response.get("LastEvaluatedKey")),

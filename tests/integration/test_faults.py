@@ -4,7 +4,6 @@ the live counts are exact again; the functions reconnect by themselves."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 
 from community_tracker.cleanup import run_cleanup_pass
@@ -28,17 +27,10 @@ from community_tracker.tracker import VisitorTracker, get_tracker
 from infra.redis_servers import RedisProcess, start_redis
 from infra.tokens import mint_token
 from tests.builders import MINUTE, T0, anonymous, visit
-from tests.helpers import HttpAnswer, api_request, call, forget_factories
+from tests.helpers import DYNAMODB_ERROR_TYPE, HttpAnswer, api_request, aws_error, call, forget_factories
 from track_visit.handler import lambda_handler
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = start_redis(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -161,19 +153,7 @@ class FlakyDynamoDB:
             kind, status = "ProvisionedThroughputExceededException", 400
         else:
             kind, status = "InternalServerError", 500
-        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "injected"}).encode()
-        return AWSResponse("https://dynamodb", status, HTTPHeaders(), _Raw(body))
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        yield self._body
-
-    def read(self) -> bytes:
-        return self._body
+        return aws_error(status, kind, json_type=DYNAMODB_ERROR_TYPE)
 
 
 def test_dynamodb_throttling_and_errors_lose_nothing_and_duplicate_nothing(

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,20 +19,13 @@ from community_tracker.redis_keys import CommunityKeys, index_key, index_shard
 from community_tracker.stores import get_stores
 from community_tracker.timeutil import DAY_MS, iso
 from community_tracker.tracker import VisitorTracker, get_tracker
-from infra.redis_servers import RedisProcess, start_redis
+from infra.redis_servers import RedisProcess
 from tests.builders import MINUTE, T0, anonymous, user, visit
 from tests.helpers import LambdaContext, forget_factories, load_event
 
 WINDOW = 5 * MINUTE
 EVENT_TIME = T0 + 10 * MINUTE  # the sample event's `time`
 TEMPLATE_TIMEOUT_MS = 60_000  # CleanupFunction's Timeout in template.yaml
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = start_redis(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

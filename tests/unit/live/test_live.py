@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSResponse
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from community_tracker.live import (
@@ -26,7 +25,7 @@ from community_tracker.tracker import get_tracker
 from infra.tokens import mint_token
 from live.handler import lambda_handler
 from tests.builders import SECOND, T0, anonymous, user, visit
-from tests.helpers import LambdaContext, forget_factories
+from tests.helpers import LambdaContext, aws_error, forget_factories
 
 
 class RecordingPoster:
@@ -205,23 +204,10 @@ def test_management_api_poster_posts_and_reports_gone(function_env: None) -> Non
 
     # moto never answers 410, so the management API's GoneException is played by a hook
     def gone(**_kwargs: Any) -> AWSResponse:
-        headers = HTTPHeaders()
-        headers["x-amzn-ErrorType"] = "GoneException"
-        return AWSResponse("https://ws.example", 410, headers, _Raw(b'{"message": "Gone"}'))
+        return aws_error(410, "GoneException")
 
     client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", gone)
     assert poster.post("conn-m", b"{}") is False
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        yield self._body
-
-    def read(self) -> bytes:
-        return self._body
 
 
 def test_one_pusher_at_a_time_until_the_deadline(community: Community, registry: ConnectionRegistry) -> None:

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 from redis import Redis
 
@@ -21,7 +21,15 @@ from community_tracker.tracker import get_tracker
 from infra.redis_servers import RedisProcess
 from infra.tokens import mint_token
 from tests.builders import MINUTE, T0
-from tests.helpers import HttpAnswer, api_request, call, forget_factories, load_event
+from tests.helpers import (
+    DYNAMODB_ERROR_TYPE,
+    HttpAnswer,
+    api_request,
+    aws_error,
+    call,
+    forget_factories,
+    load_event,
+)
 from track_visit.handler import lambda_handler
 
 TEMPLATE = "/v1/communities/{community_id}/%s"
@@ -467,10 +475,7 @@ def test_dynamodb_throttling_after_retries_is_503(
 
     def throttle(**kwargs: Any) -> AWSResponse:
         attempts.append("PutItem")
-        body = json.dumps(
-            {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", "message": "slow"}
-        ).encode()
-        return AWSResponse("https://dynamodb", 400, HTTPHeaders(), _Raw(body))
+        return aws_error(400, "ProvisionedThroughputExceededException", json_type=DYNAMODB_ERROR_TYPE)
 
     client = get_stores().visits._table.meta.client
     client.meta.events.register("before-send.dynamodb.PutItem", throttle)  # type: ignore[arg-type]
@@ -494,17 +499,6 @@ def test_dynamodb_throttling_after_retries_is_503(
     assert retry.status == 200
     [item] = visit_items(community.community_id)
     assert item["timestamp"] == "2031-03-05T12:00:00.000Z"  # the first attempt's time: one record
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        yield self._body
-
-    def read(self) -> bytes:
-        return self._body
 
 
 # -- community registration --------------------------------------------------------------------
