@@ -231,6 +231,9 @@ def serve(gateway: LocalGateway, host: str, port: int) -> ThreadingHTTPServer:
 
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes: with Nagle's algorithm on, a keep-alive client's
+        # delayed ACK holds the body back ~40 ms on every request.
+        disable_nagle_algorithm = True
         server_version = "local-api-gateway"
 
         def _answer(self) -> None:
@@ -261,6 +264,13 @@ def serve(gateway: LocalGateway, host: str, port: int) -> ThreadingHTTPServer:
                 self.wfile.write(answer.body)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = do_HEAD = _answer
+
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, QUERY, ...) is routed too: with no route for it, API Gateway
+            # answers its 404, where http.server would answer 501.
+            if name.startswith("do_"):
+                return self._answer
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002 (base class signature)
             # Method, path without its query, status: no client address, nothing identifying.

@@ -77,6 +77,11 @@ def json_answer(description: str, model: type[BaseModel]) -> OpenAPIResponse:
     return {"description": description, "content": {JSON: {"model": model}}}
 
 
+# A route's `responses=` replaces the 200 Powertools derives from its return type; listed without
+# content, the 200 keeps that derived schema.
+SUCCESS_RESPONSE: dict[int, OpenAPIResponse] = {200: {"description": "Successful Response"}}
+
+
 def error_responses(*statuses: HTTPStatus) -> dict[int, OpenAPIResponse]:
     """OpenAPI `responses` entries for the error statuses a route can answer."""
     return {int(status): json_answer(status.phrase, ErrorBody) for status in statuses}

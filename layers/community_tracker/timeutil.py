@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 Clock = Callable[[], int]
@@ -19,6 +20,7 @@ PERIODS: tuple[Period, ...] = ("day", "week", "month")
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def system_clock() -> int:
@@ -36,7 +38,13 @@ def to_ms(moment: datetime) -> int:
 
 def iso(ms: int) -> str:
     """ISO 8601 UTC with a `Z`, millisecond precision: 2026-11-24T22:06:04.123Z."""
-    return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # Formatting dates is a good part of a beacon's own CPU time; a second's text is reused.
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +63,12 @@ def _midnight(day: date) -> datetime:
 
 def bucket(period: Period, ms: int) -> Bucket:
     """The day, ISO week or month that contains `ms`."""
-    day = to_datetime(ms).date()
+    return _bucket_of_day(period, ms // DAY_MS)
+
+
+@lru_cache(maxsize=64)
+def _bucket_of_day(period: Period, day_number: int) -> Bucket:
+    day = date.fromordinal(_EPOCH_ORDINAL + day_number)
     if period == "day":
         start = _midnight(day)
         return Bucket(period, day.isoformat(), to_ms(start), to_ms(start + timedelta(days=1)))
@@ -79,4 +92,9 @@ def minute_of(ms: int) -> int:
 
 def hour_id(ms: int) -> str:
     """The hour of the per-minute series key: 2026-11-24T22."""
-    return to_datetime(ms).strftime("%Y-%m-%dT%H")
+    return _hour(ms // HOUR_MS)
+
+
+@lru_cache(maxsize=128)
+def _hour(hour_number: int) -> str:
+    return datetime.fromtimestamp(hour_number * 3600, tz=UTC).strftime("%Y-%m-%dT%H")

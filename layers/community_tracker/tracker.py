@@ -261,9 +261,10 @@ class VisitorTracker:
             self.schedule_community(visit.community_id, 0)
         visitor_division = visit.visitor.division_id
         community_division = visit.community_division
-        return VisitOutcome(
+        # Built from values this method controls, so pydantic's validation is skipped (hot path).
+        return VisitOutcome.model_construct(
             status=_STATUSES[status],
-            result=AddVisitorResult(
+            result=AddVisitorResult.model_construct(
                 current_count=count,
                 is_cross_division=bool(
                     visitor_division and community_division and visitor_division != community_division

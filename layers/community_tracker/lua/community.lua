@@ -46,19 +46,41 @@ local function forget(member)
 end
 
 -- Drops every visitor whose last activity is at or before `cutoff` (ms), with its contributions.
+-- Batched: the records are read with one HMGET per chunk, the contributions summed here, and
+-- each derived counter changed once, so the cost is a few calls, not a few per stale visitor.
+local PRUNE_CHUNK = 1000 -- well under Lua's unpack limit
 local function prune(cutoff)
   local stale = redis.call('ZRANGE', LIVE, '-inf', cutoff, 'BYSCORE')
-  for _, member in ipairs(stale) do
-    local raw = redis.call('HGET', VISITORS, member)
-    if raw then
-      contribute(decode(raw), -1)
-      redis.call('HDEL', VISITORS, member)
+  local n = #stale
+  if n == 0 then
+    return 0
+  end
+  local deltas = {[COUNTS] = {}, [DIVISIONS] = {}, [PAIRS] = {}}
+  local function add(key, field)
+    deltas[key][field] = (deltas[key][field] or 0) - 1
+  end
+  for first = 1, n, PRUNE_CHUNK do
+    local chunk = {unpack(stale, first, math.min(first + PRUNE_CHUNK - 1, n))}
+    for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(chunk))) do
+      if raw then
+        local r = decode(raw)
+        add(COUNTS, r.a == '1' and 'auth' or 'anon')
+        add(DIVISIONS, r.d)
+        if is_cross(r) then
+          add(COUNTS, 'cross')
+          add(PAIRS, r.d .. '>' .. r.c)
+        end
+      end
+    end
+    redis.call('HDEL', VISITORS, unpack(chunk))
+  end
+  for key, fields in pairs(deltas) do
+    for field, delta in pairs(fields) do
+      bump(key, field, delta)
     end
   end
-  if #stale > 0 then
-    redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
-  end
-  return #stale
+  redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
+  return n
 end
 
 -- Keeps the highest count seen in a per-minute series field.

@@ -53,7 +53,6 @@ end
 local rec
 if raw then
   rec = decode(raw)
-  contribute(rec, -1)
 else
   rec = {j = now, p = 0}
 end
@@ -63,16 +62,28 @@ if merged then
 end
 local pages = tonumber(ARGV[4])
 rec.p = rec.p + pages
-rec.a, rec.c, rec.d, rec.u = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-contribute(rec, 1)
+-- A returning visitor usually has the same attributes: then the derived counts stay as they are.
+local a, c, d = ARGV[6], ARGV[7], ARGV[8]
+if not raw or rec.a ~= a or rec.c ~= c or rec.d ~= d then
+  if raw then
+    contribute(rec, -1)
+  end
+  rec.a, rec.c, rec.d = a, c, d
+  contribute(rec, 1)
+end
+rec.u = ARGV[9]
 redis.call('HSET', VISITORS, member, encode(rec))
 redis.call('ZADD', LIVE, now, member)
 local count = redis.call('ZCARD', LIVE)
 
-for i = 6, 8 do
-  if count > tonumber(redis.call('HGET', KEYS[i], 'count') or '0') then
-    redis.call('HSET', KEYS[i], 'count', count, 'at', now)
-    redis.call('EXPIREAT', KEYS[i], ARGV[9 + i])
+-- A day lies inside its week and its month, so their peaks are never below the day's: only a
+-- new daily peak can be a new weekly or monthly one.
+if count > tonumber(redis.call('HGET', KEYS[6], 'count') or '0') then
+  for i = 6, 8 do
+    if i == 6 or count > tonumber(redis.call('HGET', KEYS[i], 'count') or '0') then
+      redis.call('HSET', KEYS[i], 'count', count, 'at', now)
+      redis.call('EXPIREAT', KEYS[i], ARGV[9 + i])
+    end
   end
 end
 if pages > 0 or not raw then

@@ -18,7 +18,14 @@ from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
 
 WINDOW_MS = 5 * MINUTE
 COMMUNITY_DIVISION = "quebec"
-USERS = [user("alice", "quebec"), user("bob", "montreal"), user("carol", None), user("dan", "laval")]
+# bob appears twice: his token's division can change between two beacons
+USERS = [
+    user("alice", "quebec"),
+    user("bob", "montreal"),
+    user("bob", "laval"),
+    user("carol", None),
+    user("dan", "laval"),
+]
 BROWSERS = [anonymous("tab-1", None), anonymous("tab-2", "montreal"), anonymous("tab-3", "quebec")]
 EVENT_IDS = [f"evt-{i:04d}-model" for i in range(6)]
 
