@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import BeforeValidator
 
 from community_tracker.api import (
+    SUCCESS_RESPONSE,
     error_responses,
     http_router,
     json_answer,
@@ -54,6 +57,8 @@ ADMIN_ERRORS = error_responses(
     HTTPStatus.UNPROCESSABLE_ENTITY,
     HTTPStatus.SERVICE_UNAVAILABLE,
 )
+AGGREGATE_ANSWERS = {**SUCCESS_RESPONSE, **AGGREGATE_ERRORS}
+ADMIN_ANSWERS = {**SUCCESS_RESPONSE, **ADMIN_ERRORS}
 
 
 def _now() -> int:
@@ -71,7 +76,7 @@ def _readable_community(community_id: str) -> str:
     summary="Live visitors, authenticated / anonymous split",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_stats(community_id: CommunityPath) -> VisitorStats:
     return get_tracker().get_visitor_stats(_readable_community(community_id), _now())
@@ -82,7 +87,7 @@ def get_stats(community_id: CommunityPath) -> VisitorStats:
     summary="Live visitors per home division",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_divisions(community_id: CommunityPath) -> DivisionBreakdown:
     cid = _readable_community(community_id)
@@ -95,7 +100,7 @@ def get_divisions(community_id: CommunityPath) -> DivisionBreakdown:
     summary="Live cross-division visitors and their from → to pairs",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_cross_division(
     community_id: CommunityPath, limit: Annotated[int, Query(ge=1, le=100, description="Top pairs")] = 10
@@ -104,15 +109,23 @@ def get_cross_division(
     return stats.model_copy(update={"breakdown": stats.breakdown[:limit]})
 
 
+def _iso_day(value: object) -> object:
+    # pydantic would read `day=0` or `day=20261124` as a Unix time (a day in 1970): only YYYY-MM-DD.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
 @router.get(
     "/v1/communities/<community_id>/cross-division/history",
     summary="Page views per cross-division pair on one day (last 35 days)",
     tags=["history"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_cross_division_history(
-    community_id: CommunityPath, day: Annotated[date | None, Query(description="UTC day, default today")] = None
+    community_id: CommunityPath,
+    day: Annotated[date | None, BeforeValidator(_iso_day), Query(description="UTC day, default today")] = None,
 ) -> CrossDivisionHistory:
     cid = _readable_community(community_id)
     day_id = day.isoformat() if day else bucket("day", _now()).id
@@ -126,7 +139,7 @@ def get_cross_division_history(
     summary="Peak concurrent visitors today, this ISO week and month; closed buckets with ?history=",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_peaks(
     community_id: CommunityPath,
@@ -174,7 +187,7 @@ def get_summary(
     summary="Highest live count of each minute (up to 48 hours)",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_timeline(
     community_id: CommunityPath,
@@ -189,7 +202,7 @@ def get_timeline(
     summary="Beacons not counted today, by reason",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=AGGREGATE_ERRORS,
+    responses=AGGREGATE_ANSWERS,
 )
 def get_drops(community_id: CommunityPath) -> DropCounts:
     return get_tracker().get_drop_counts(_readable_community(community_id), _now())
@@ -200,7 +213,7 @@ def get_drops(community_id: CommunityPath) -> DropCounts:
     summary="Live visitors, most recent activity first (admin)",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=ADMIN_ERRORS,
+    responses=ADMIN_ANSWERS,
 )
 def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitorPage:
     require_admin(router.current_event.headers)
@@ -219,7 +232,7 @@ def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor 
     summary="Is this user on the community now? (admin, or the user)",
     tags=["live"],
     cache_control=POLLING_CACHE,
-    responses=ADMIN_ERRORS,
+    responses=ADMIN_ANSWERS,
 )
 def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> VisitingAnswer:
     require_self_or_admin(router.current_event.headers, user_id)
@@ -233,7 +246,7 @@ def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(patte
     "/v1/communities/<community_id>/visits",
     summary="Authenticated visit history, newest first (admin)",
     tags=["history"],
-    responses=ADMIN_ERRORS,
+    responses=ADMIN_ANSWERS,
 )
 def get_community_visits(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitHistoryPage:
     require_admin(router.current_event.headers)

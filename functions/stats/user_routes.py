@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from community_tracker.api import error_responses, http_router, json_response, request_time_ms, require_self_or_admin
+from community_tracker.api import (
+    SUCCESS_RESPONSE,
+    error_responses,
+    http_router,
+    json_answer,
+    json_response,
+    request_time_ms,
+    require_self_or_admin,
+)
 from community_tracker.models import USER_ID_PATTERN, VisitHistoryPage
 from community_tracker.observability import logger
 from community_tracker.stores import get_stores
@@ -25,6 +33,7 @@ USER_ERRORS = error_responses(
     HTTPStatus.UNPROCESSABLE_ENTITY,
     HTTPStatus.SERVICE_UNAVAILABLE,
 )
+USER_ANSWERS = {**SUCCESS_RESPONSE, **USER_ERRORS}
 
 
 @router.get(
@@ -32,7 +41,7 @@ USER_ERRORS = error_responses(
     summary="Communities the user is visiting now (the user, or an admin)",
     tags=["users"],
     cache_control="private, max-age=5",
-    responses=USER_ERRORS,
+    responses=USER_ANSWERS,
 )
 def get_user_communities(user_id: UserPath) -> UserPresence:
     require_self_or_admin(router.current_event.headers, user_id)
@@ -44,7 +53,7 @@ def get_user_communities(user_id: UserPath) -> UserPresence:
     "/v1/users/<user_id>/visits",
     summary="The user's visit history, newest first (the user, or an admin)",
     tags=["users"],
-    responses=USER_ERRORS,
+    responses=USER_ANSWERS,
 )
 def get_user_visits(
     user_id: UserPath,
@@ -59,7 +68,7 @@ def get_user_visits(
     "/v1/users/<user_id>/visits/export",
     summary="Everything kept about the user's visits, as one JSON document",
     tags=["users"],
-    responses=USER_ERRORS,
+    responses={200: json_answer("The whole history", VisitHistoryPage), **USER_ERRORS},
 )
 def export_user_visits(user_id: UserPath) -> Response[Any]:
     require_self_or_admin(router.current_event.headers, user_id)
@@ -75,7 +84,7 @@ def export_user_visits(user_id: UserPath) -> Response[Any]:
     "/v1/users/<user_id>/visits",
     summary="Erase the user's visit history (the user, or an admin)",
     tags=["users"],
-    responses=USER_ERRORS,
+    responses=USER_ANSWERS,
 )
 def erase_user_visits(user_id: UserPath) -> ErasedVisits:
     principal = require_self_or_admin(router.current_event.headers, user_id)

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from community_tracker.api import (
@@ -54,6 +56,13 @@ BEACON_ERRORS = error_responses(
     HTTPStatus.TOO_MANY_REQUESTS,
     HTTPStatus.SERVICE_UNAVAILABLE,
 )
+# Every beacon route answers an obvious bot 202 (counted as a drop), and `?debug=1` 200 with an
+# explanation instead of its usual answer.
+BOT_ANSWER = {202: json_answer("Accepted, not counted (bot)", NotCounted)}
+
+
+def _answer_or_explanation(description: str, model: type[BaseModel]) -> dict[int, OpenAPIResponse]:
+    return {200: {"description": description, "content": {"application/json": {"model": model | DebugExplanation}}}}
 
 
 def _now_ms() -> int:
@@ -157,7 +166,9 @@ def _explain(beacon: Beacon) -> Response[Any]:
     summary="Record a page view",
     tags=["beacons"],
     responses={
-        200: json_answer("Counted (or a retry of a counted beacon)", AddVisitorResult),
+        **_answer_or_explanation(
+            "Counted (or a retry of a counted beacon); `?debug=1`: the explanation", AddVisitorResult
+        ),
         202: json_answer("Accepted, not counted (bot), or kept only in the history (live state down)", NotCounted),
         **BEACON_ERRORS,
     },
@@ -195,7 +206,8 @@ def post_visit(
     summary="The visitor is still here (no page view)",
     tags=["beacons"],
     responses={
-        200: json_answer("Activity recorded", HeartbeatAnswer),
+        **_answer_or_explanation("Activity recorded; `?debug=1`: the explanation", HeartbeatAnswer),
+        **BOT_ANSWER,
         **BEACON_ERRORS,
     },
 )
@@ -222,7 +234,8 @@ def post_heartbeat(
     summary="The visitor left the page (pagehide)",
     tags=["beacons"],
     responses={
-        200: json_answer("Removed", LeaveAnswer),
+        **_answer_or_explanation("Removed; `?debug=1`: the explanation", LeaveAnswer),
+        **BOT_ANSWER,
         **BEACON_ERRORS,
     },
 )

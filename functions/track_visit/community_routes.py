@@ -7,7 +7,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
-from community_tracker.api import error_responses, http_router, require_admin
+from community_tracker.api import SUCCESS_RESPONSE, error_responses, http_router, require_admin
 from community_tracker.models import COMMUNITY_ID_PATTERN, Community
 from community_tracker.stores import get_stores
 from track_visit.schemas import CommunityBody
@@ -19,9 +19,17 @@ router = http_router()
     "/v1/communities/<community_id>",
     summary="Register or update a community (admin)",
     tags=["communities"],
-    responses=error_responses(
-        HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.BAD_REQUEST
-    ),
+    responses={
+        **SUCCESS_RESPONSE,
+        **error_responses(
+            HTTPStatus.UNAUTHORIZED,
+            HTTPStatus.FORBIDDEN,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            HTTPStatus.BAD_REQUEST,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        ),
+    },
 )
 def put_community(
     community_id: Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN)], body: Annotated[CommunityBody, Body()]

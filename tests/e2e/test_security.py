@@ -4,6 +4,7 @@ nothing identifying (session id, client id, token, IP) ever reaches a log line o
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import cast
@@ -176,9 +177,16 @@ def test_nothing_identifying_reaches_any_log_line(system: LocalSystem) -> None:
     system.request("POST", "/_local/cleanup")
 
     ready = next(i for i, line in enumerate(system.output) if line.startswith("READY "))
-    logs = "".join(system.output[ready + 1 :])  # the banner itself names 127.0.0.1 (Redis's URL)
-    assert '"message":"cleanup pass"' in logs  # INFO lines of the functions are in there
+
+    def logs() -> str:
+        return "".join(system.output[ready + 1 :])  # the banner itself names 127.0.0.1 (Redis's URL)
+
+    # The child's output is read by a thread: wait until the last request's log line is in
+    deadline = time.monotonic() + 10
+    while '"message":"cleanup pass"' not in logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert '"message":"cleanup pass"' in logs()  # INFO lines of the functions are in there
     for secret in (session_id, token, bad_token, "127.0.0.1", "sid=abc"):
-        assert secret not in logs, secret
+        assert secret not in logs(), secret
     stored = redis_of(system)
     assert not [key for key in stored.keys("*") if session_id in key or "127.0.0.1" in key]
