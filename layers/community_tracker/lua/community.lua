@@ -46,8 +46,8 @@ local function forget(member)
 end
 
 -- Drops every visitor whose last activity is at or before `cutoff` (ms), with its contributions.
--- Batched: the records are read with one HMGET per chunk, the contributions summed here, and
--- each derived counter changed once, so the cost is a few calls, not a few per stale visitor.
+-- Batched: the records are read with one HMGET per chunk and each derived counter is changed
+-- once per group, so the cost is a few calls, not a few per stale visitor.
 local PRUNE_CHUNK = 1000 -- well under Lua's unpack limit
 local function prune(cutoff)
   local stale = redis.call('ZRANGE', LIVE, '-inf', cutoff, 'BYSCORE')
@@ -55,38 +55,35 @@ local function prune(cutoff)
   if n == 0 then
     return 0
   end
-  local deltas = {[COUNTS] = {}, [DIVISIONS] = {}, [PAIRS] = {}}
-  local function add(key, field)
-    deltas[key][field] = (deltas[key][field] or 0) - 1
-  end
+  -- Stale visitors are grouped by what they count towards (auth|community division|division):
+  -- one cheap match per record, then each group's contribution taken back at once.
+  local groups = {}
   for first = 1, n, PRUNE_CHUNK do
     local chunk = {unpack(stale, first, math.min(first + PRUNE_CHUNK - 1, n))}
     for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(chunk))) do
       if raw then
-        local r = decode(raw)
-        add(COUNTS, r.a == '1' and 'auth' or 'anon')
-        add(DIVISIONS, r.d)
-        if is_cross(r) then
-          add(COUNTS, 'cross')
-          add(PAIRS, r.d .. '>' .. r.c)
-        end
+        local group = string.match(raw, '^%d+|%d+|([01]|[^|]*|[^|]*)|')
+        groups[group] = (groups[group] or 0) + 1
       end
     end
     redis.call('HDEL', VISITORS, unpack(chunk))
   end
-  for key, fields in pairs(deltas) do
-    for field, delta in pairs(fields) do
-      bump(key, field, delta)
-    end
+  for group, count in pairs(groups) do
+    local a, c, d = string.match(group, '^([01])|([^|]*)|([^|]*)$')
+    contribute({a = a, c = c, d = d}, -count)
   end
   redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
   return n
 end
 
--- Keeps the highest count seen in a per-minute series field.
+-- Keeps the highest count seen in a per-minute series field (the hour's key gets its expiry
+-- when one of its minutes is first written).
 local function sample(series_key, minute, count, expire_at)
-  if count > tonumber(redis.call('HGET', series_key, minute) or '0') then
+  local seen = redis.call('HGET', series_key, minute)
+  if count > tonumber(seen or '0') then
     redis.call('HSET', series_key, minute, count)
-    redis.call('EXPIREAT', series_key, expire_at)
+    if not seen then
+      redis.call('EXPIREAT', series_key, expire_at)
+    end
   end
 end

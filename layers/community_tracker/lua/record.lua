@@ -77,20 +77,30 @@ redis.call('ZADD', LIVE, now, member)
 local count = redis.call('ZCARD', LIVE)
 
 -- A day lies inside its week and its month, so their peaks are never below the day's: only a
--- new daily peak can be a new weekly or monthly one.
-if count > tonumber(redis.call('HGET', KEYS[6], 'count') or '0') then
+-- new daily peak can be a new weekly or monthly one. A bucket's keys (peak, unique visitors) are
+-- created together, by its first visitor: that is when their expiry is set, once.
+local new_bucket = {}
+local day_peak = redis.call('HGET', KEYS[6], 'count')
+if count > tonumber(day_peak or '0') then
   for i = 6, 8 do
-    if i == 6 or count > tonumber(redis.call('HGET', KEYS[i], 'count') or '0') then
+    local peak = i == 6 and day_peak or redis.call('HGET', KEYS[i], 'count')
+    if count > tonumber(peak or '0') then
       redis.call('HSET', KEYS[i], 'count', count, 'at', now)
-      redis.call('EXPIREAT', KEYS[i], ARGV[9 + i])
+      if not peak then
+        redis.call('EXPIREAT', KEYS[i], ARGV[9 + i])
+        new_bucket[i] = true
+      end
     end
   end
 end
-if pages > 0 or not raw then
-  for i = 9, 11 do
-    if redis.call('PFADD', KEYS[i], member) == 1 then
-      redis.call('EXPIREAT', KEYS[i], ARGV[6 + i])
-    end
+for i = 9, 11 do
+  -- The first counted beacon of a bucket creates its unique-visitor key with the peak, even a
+  -- heartbeat (that visitor is there in the new bucket), so both get their expiry here.
+  if pages > 0 or not raw or new_bucket[i - 3] then
+    redis.call('PFADD', KEYS[i], member)
+  end
+  if new_bucket[i - 3] then
+    redis.call('EXPIREAT', KEYS[i], ARGV[6 + i])
   end
 end
 if pages > 0 and is_cross(rec) then

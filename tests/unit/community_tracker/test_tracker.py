@@ -417,3 +417,28 @@ def test_recording_a_visit_is_one_round_trip(
 
     assert len(sent) == 1
     assert sent[0].count(b"EVALSHA") == 1
+
+
+def test_every_key_but_the_live_state_expires(tracker: VisitorTracker, community_id: str) -> None:
+    """Calendar keys get their expiry when created, whatever beacon creates them (here, a
+    heartbeat is the first beacon of a new day); only the live state lives until emptied."""
+    next_day = to_ms(datetime(2031, 3, 6, 0, 1, tzinfo=UTC))
+    night_owl = user(f"ttl-{community_id}", "laval")
+    tracker.add_visitor(visit(community_id, night_owl, event_id="evt-ttl-0001"), next_day - 3 * MINUTE)
+    assert tracker.update_visitor_activity(visit(community_id, night_owl), next_day).status == "counted"
+    tracker.add_visitor(visit(community_id, anonymous("s1", "montreal")), next_day + SECOND)
+    tracker.record_drop(community_id, "bot", next_day + 2 * SECOND)
+
+    keys = CommunityKeys(community_id)
+    live_state = set(keys.state)
+    client = tracker.client
+    found = [k for node_keys in _keys_of(client, f"{keys.tag}*") for k in node_keys]
+    assert len(found) > len(live_state)
+    without_expiry = [k for k in found if k not in live_state and client.ttl(k) < 0]
+    assert without_expiry == []
+
+
+def _keys_of(client: Redis | RedisCluster, pattern: str) -> list[list[str]]:
+    if isinstance(client, RedisCluster):
+        return [list(client.scan_iter(match=pattern, target_nodes=RedisCluster.ALL_NODES))]
+    return [list(client.scan_iter(match=pattern))]
