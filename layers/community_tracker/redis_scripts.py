@@ -1,21 +1,20 @@
 """The Lua scripts, called by SHA, with `NOSCRIPT` recovered.
 
 Hand-written rather than redis-py's `register_script`: its `Script` re-checks `SCRIPT EXISTS` on
-every pipeline execution (an extra round trip on the beacon path), and cluster pipelines refuse
-`EVALSHA` altogether. Here the SHA is computed locally, the script is loaded the first time a node
-answers `NOSCRIPT` (a new node, a failover, a `SCRIPT FLUSH`), and the call is retried once.
+every pipeline execution (an extra round trip), and cluster pipelines refuse `EVALSHA` altogether.
+Here the SHA is computed locally, the script is loaded the first time a node answers `NOSCRIPT`
+(a new node, a failover, a `SCRIPT FLUSH`), and the call is retried once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
@@ -58,34 +57,6 @@ class LuaScripts:
         except NoScriptError:
             self._load(name)
             return self._client.evalsha(self._shas[name], len(keys), *keys, *args)
-
-    def call_pipelined(
-        self,
-        client: Redis,
-        name: str,
-        keys: Sequence[str],
-        args: Sequence[Arg],
-        also: Callable[[Pipeline], object],
-    ) -> Any:
-        """The script and a few more commands in one round trip (single node only).
-
-        `also` queues the extra commands; they must be idempotent, since the whole pipeline runs
-        again after a `NOSCRIPT`. Returns the script's result.
-        """
-        for attempt in (1, 2):
-            pipe = client.pipeline(transaction=False)
-            pipe.evalsha(self._shas[name], len(keys), *keys, *args)
-            also(pipe)
-            results = pipe.execute(raise_on_error=False)
-            first = results[0]
-            if isinstance(first, NoScriptError) and attempt == 1:
-                self._load(name)
-                continue
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-            return first
-        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def call_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
         """The same script for many key sets: one pipeline on a single node; one call each on a

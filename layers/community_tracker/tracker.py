@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any, cast
 
 from redis import Redis
-from redis.client import Pipeline
 
 from community_tracker.models import (
     DROP_REASONS,
@@ -59,7 +58,8 @@ from community_tracker.timeutil import (
     previous_bucket,
 )
 
-_STATUSES: dict[int, VisitStatus] = {1: "counted", 2: "duplicate", 3: "rate_limited", 4: "not_present"}
+_COUNTED = 1
+_STATUSES: dict[int, VisitStatus] = {_COUNTED: "counted", 2: "duplicate", 3: "rate_limited", 4: "not_present"}
 # Clients are built with decode_responses=True, so replies are str where redis-py's types also
 # allow bytes: the casts below say so.
 # Calendar keys live a little longer than their bucket, so cleanup can roll a closed peak up.
@@ -167,10 +167,12 @@ class VisitorTracker:
     ) -> None:
         self._client = client
         self._scripts = LuaScripts(client)
-        # On one node, the per-user set rides in the same round trip as the script; a cluster
-        # keeps it on another slot (and refuses EVALSHA in pipelines), so it costs a second one.
-        self._single_node: Redis | None = client if isinstance(client, Redis) else None
+        # On one node a script may touch any key, so the per-user set is updated by the script
+        # itself; a cluster keeps that set in another slot, which costs a second round trip.
+        self._single_node = isinstance(client, Redis)
         self.window_ms = window_seconds * 1000
+        # The per-user set outlives the window a little, then expires with the user's last visit.
+        self._user_set_ttl_ms = self.window_ms + MINUTE_MS
         self._dedup_seconds = dedup_seconds
         self._rate_limit = rate_limit_per_minute
         self.index_shards = index_shards
@@ -214,6 +216,8 @@ class VisitorTracker:
             keys.event(visit.event_id or ""),
             keys.rate(visit.client_key or "", minute),
         ]
+        if visitor.user_id is not None and self._single_node:
+            script_keys.append(user_communities_key(visitor.user_id))
         args: list[str | int] = [
             now_ms,
             now_ms - self.window_ms,
@@ -232,26 +236,19 @@ class VisitorTracker:
             *(_seconds(b.end_ms + _BUCKET_MARGIN_MS) for b in (day, week, month)),
             _seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
             _seconds(day.end_ms + _HISTORY_MS),
+            visit.community_id,
+            self._user_set_ttl_ms,
         ]
         return script_keys, args
 
     def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
         script_keys, args = self._record_call(visit, now_ms, pages=pages, must_be_present=must_be_present)
+        raw = self._scripts.call("record", script_keys, args)
         user_id = visit.visitor.user_id
-        if user_id is None:
-            raw = self._scripts.call("record", script_keys, args)
-        elif self._single_node is not None:
-            raw = self._scripts.call_pipelined(
-                self._single_node,
-                "record",
-                script_keys,
-                args,
-                lambda pipe: self._touch_user(pipe, user_id, visit.community_id, now_ms),
-            )
-        else:
-            raw = self._scripts.call("record", script_keys, args)
+        if user_id is not None and not self._single_node and raw[0] == _COUNTED:
             pipe = self._client.pipeline(transaction=False)
-            self._touch_user(pipe, user_id, visit.community_id, now_ms)
+            pipe.zadd(user_communities_key(user_id), {visit.community_id: now_ms})
+            pipe.pexpire(user_communities_key(user_id), self._user_set_ttl_ms)
             pipe.execute()
         return self._outcome(visit, now_ms, raw)
 
@@ -279,41 +276,23 @@ class VisitorTracker:
     def add_visitors(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
         """Many page views at once (imports, load tests, benchmarks' set-up): one pipeline on a
         single node. The same as calling `add_visitor` for each, in order."""
-        calls = [self._record_call(v, now_ms, pages=1, must_be_present=False) for v in visits]
-        if self._single_node is None or not calls:
+        if not self._single_node:
             return [self.add_visitor(v, now_ms) for v in visits]
-        pipe = self._single_node.pipeline(transaction=False)
-        for visit in visits:
-            if visit.visitor.user_id is not None:
-                self._touch_user(pipe, visit.visitor.user_id, visit.community_id, now_ms)
-        pipe.execute()
+        calls = [self._record_call(v, now_ms, pages=1, must_be_present=False) for v in visits]
         return [
             self._outcome(v, now_ms, raw)
             for v, raw in zip(visits, self._scripts.call_many("record", calls), strict=True)
         ]
 
-    def _touch_user(self, pipe: Pipeline, user_id: str, community_id: str, now_ms: int) -> None:
-        # A superset of where the user is (heartbeats touch it too): reads check each community.
-        key = user_communities_key(user_id)
-        pipe.zadd(key, {community_id: now_ms})
-        pipe.pexpire(key, self.window_ms + MINUTE_MS)
-
     def remove_visitor(self, community_id: str, visitor_key: str, now_ms: int, *, user_id: str | None = None) -> int:
         """The visitor leaves (pagehide). Returns the live count afterwards."""
-        keys = CommunityKeys(community_id)
-        args: list[str | int] = [now_ms - self.window_ms, visitor_key]
-        if user_id is not None and self._single_node is not None:
-            _removed, count = self._scripts.call_pipelined(
-                self._single_node,
-                "remove",
-                keys.state,
-                args,
-                lambda pipe: pipe.zrem(user_communities_key(user_id), community_id),
-            )
-        else:
-            _removed, count = self._scripts.call("remove", keys.state, args)
-            if user_id is not None:
-                self._client.zrem(user_communities_key(user_id), community_id)
+        keys = list(CommunityKeys(community_id).state)
+        args: list[str | int] = [now_ms - self.window_ms, visitor_key, community_id]
+        if user_id is not None and self._single_node:
+            keys.append(user_communities_key(user_id))
+        _removed, count = self._scripts.call("remove", keys, args)
+        if user_id is not None and not self._single_node:
+            self._client.zrem(user_communities_key(user_id), community_id)
         return int(count)
 
     def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None:

@@ -1,12 +1,14 @@
 -- Records one beacon for one visitor: a page view, or activity of a visitor already present.
 -- KEYS[6..8] peak day/week/month, [9..11] unique visitors day/week/month (HLL),
 -- [12] cross-division pair history of the day, [13] series hour, [14] drops of the day,
--- [15] dedup marker of the event id, [16] rate-limit counter of the client for this minute.
+-- [15] dedup marker of the event id, [16] rate-limit counter of the client for this minute,
+-- [17] (single node only; a cluster keeps it in another slot) the user's set of communities.
 -- ARGV: 1 now_ms, 2 cutoff_ms, 3 member, 4 pages to add (0/1), 5 must already be present (0/1),
 -- 6 is_authenticated (0/1), 7 community division, 8 visitor division, 9 user id,
 -- 10 member to merge (anonymous entry of the same person, or ''), 11 has event id (0/1),
 -- 12 dedup ttl s, 13 rate limit per minute (0 = off), 14 minute field of the series,
--- 15..17 expire-at (s) of day/week/month keys, 18 series expire-at, 19 history expire-at.
+-- 15..17 expire-at (s) of day/week/month keys, 18 series expire-at, 19 history expire-at,
+-- 20 community id and 21 ttl (ms) of the user's set of communities (with KEYS[17]).
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
 -- 3 rate limited, 4 not present. "Recorded at" is when the event id was first seen (now, unless a
 -- duplicate), so a retried beacon maps to the same DynamoDB key.
@@ -109,6 +111,11 @@ if pages > 0 and is_cross(rec) then
   end
 end
 sample(KEYS[13], ARGV[14], count, ARGV[18])
+
+if KEYS[17] then
+  redis.call('ZADD', KEYS[17], now, ARGV[20])
+  redis.call('PEXPIRE', KEYS[17], ARGV[21])
+end
 
 local needs_index = redis.call('HSETNX', COUNTS, 'indexed', '1')
 return {1, count, needs_index, ARGV[1]}
