@@ -24,13 +24,15 @@ local function is_cross(r)
   return r.d ~= '' and r.c ~= '' and r.d ~= r.c
 end
 
--- Adds (delta 1) or takes back (delta -1) what one live visitor contributes to the counts.
-local function contribute(r, delta)
-  bump(COUNTS, r.a == '1' and 'auth' or 'anon', delta)
-  bump(DIVISIONS, r.d, delta)
+-- Adds (delta 1) or takes back (delta -1) what a live visitor contributes to the counts; `change`
+-- applies each (key, field, delta), `bump` unless the caller collects them first.
+local function contribute(r, delta, change)
+  change = change or bump
+  change(COUNTS, r.a == '1' and 'auth' or 'anon', delta)
+  change(DIVISIONS, r.d, delta)
   if is_cross(r) then
-    bump(COUNTS, 'cross', delta)
-    bump(PAIRS, r.d .. '>' .. r.c, delta)
+    change(COUNTS, 'cross', delta)
+    change(PAIRS, r.d .. '>' .. r.c, delta)
   end
 end
 
@@ -56,7 +58,8 @@ local function prune(cutoff)
     return 0
   end
   -- Stale visitors are grouped by what they count towards (auth|community division|division):
-  -- one cheap match per record, then each group's contribution taken back at once.
+  -- one cheap match per record; then the groups' contributions are summed per counter, and each
+  -- counter changes once.
   local groups = {}
   for first = 1, n, PRUNE_CHUNK do
     local chunk = {unpack(stale, first, math.min(first + PRUNE_CHUNK - 1, n))}
@@ -68,9 +71,18 @@ local function prune(cutoff)
     end
     redis.call('HDEL', VISITORS, unpack(chunk))
   end
+  local deltas = {[COUNTS] = {}, [DIVISIONS] = {}, [PAIRS] = {}}
+  local function collect(key, field, delta)
+    deltas[key][field] = (deltas[key][field] or 0) + delta
+  end
   for group, count in pairs(groups) do
     local a, c, d = string.match(group, '^([01])|([^|]*)|([^|]*)$')
-    contribute({a = a, c = c, d = d}, -count)
+    contribute({a = a, c = c, d = d}, -count, collect)
+  end
+  for key, fields in pairs(deltas) do
+    for field, delta in pairs(fields) do
+      bump(key, field, delta)
+    end
   end
   redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
   return n
