@@ -1,0 +1,99 @@
+"""`make bench`: every figure in one run on one redis-server of its own, then the table (stdout)
+and benchmarks/latest.json. Progress goes to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks import cleanup_pass, cold_start, handler_ingest, http_gateway, ingest, reads
+from benchmarks.harness import Figure, product_client, progress, redis_server
+
+LATEST = Path(__file__).resolve().parent / "latest.json"
+
+
+def _fresh(redis_url: str, title: str) -> None:
+    """Each figure starts on an empty Redis, so none inherits another's keys or memory."""
+    progress(title)
+    with product_client(redis_url) as client:
+        client.flushall()
+
+
+def _machine() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def _number(value: float | None) -> str:
+    """Three significant digits or more, thousands separated: 0.0712, 41.3, 5,068."""
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:,.1f}"
+    return f"{value:.3g}"
+
+
+def table(figures: Sequence[Figure]) -> str:
+    rows = [("figure", "value", "unit", "baseline", "ratio", "target", "met")]
+    for f in figures:
+        met = "-" if f.met is None else "yes" if f.met else "NO"
+        ratio = "-" if f.ratio is None else f"{f.ratio:.3g}x"
+        rows.append((f.name, _number(f.value), f.unit, _number(f.baseline), ratio, f.target or "-", met))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {1, 3, 4}
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def write_json(figures: Sequence[Figure], path: Path = LATEST) -> None:
+    """Written whole or not at all (a temporary file, then renamed)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps([f.as_json() for f in figures], indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def main() -> int:
+    started = time.monotonic()
+    figures: list[Figure] = []
+    with redis_server() as server:
+        url = server.url
+        with product_client(url) as client:
+            version = client.info("server")["redis_version"]
+        # Other work on the machine moves every figure; the load average says how much there was.
+        progress(f"redis-server {version}, Python {platform.python_version()}, {_machine()}")
+        _fresh(url, "figure 1: ingest through the tracker, vs the seed design and the no-op EVALSHA ceiling")
+        ingested = ingest.run(url)
+        figures += ingested.figures
+        _fresh(url, "figure 2: ingest through the track_visit handler, in-process")
+        handler_figures, handler_rate = handler_ingest.run(url, ingested.tracker_rate)
+        figures += handler_figures
+        _fresh(url, "figure 3: stats reads on one community of 100 000 live visitors")
+        figures += reads.run(url)
+        _fresh(url, "figure 4: cleanup of 10 000 communities")
+        figures += cleanup_pass.run(url)
+        _fresh(url, "figure 5: cold start of each handler")
+        figures += cold_start.run(url)
+        _fresh(url, "figure 6: HTTP end to end through the local gateway")
+        figures += http_gateway.run(url, handler_rate)
+    print(table(figures), flush=True)
+    write_json(figures)
+    missed = [f.name for f in figures if f.met is False]
+    progress(f"done in {time.monotonic() - started:.0f} s; wrote {LATEST}; {_machine()}")
+    progress(f"{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
