@@ -95,18 +95,13 @@ def _decode_visitor(record: str, last_activity_ms: int) -> Visitor:
     )
 
 
-def _cross_division_stats(total: int, cross: int, pairs: list[tuple[str, int]]) -> CrossDivisionStats:
+def _pair_breakdown(pairs: list[tuple[str, int]]) -> list[CrossDivisionPair]:
+    """`from>to` counts as pairs, largest first."""
     breakdown = []
     for pair, count in pairs:
         source, _, target = pair.partition(_PAIR_SEPARATOR)
         breakdown.append(CrossDivisionPair(from_division=source, to_division=target, count=count))
-    breakdown.sort(key=lambda p: (-p.count, p.from_division, p.to_division))
-    return CrossDivisionStats(
-        total_visitors=total,
-        cross_division_visits=cross,
-        cross_division_percentage=percentage(cross, total),
-        breakdown=breakdown,
-    )
+    return sorted(breakdown, key=lambda p: (-p.count, p.from_division, p.to_division))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +141,12 @@ class _State:
         return sorted(counts, key=lambda c: (-c.count, c.division_id is None, c.division_id or ""))
 
     def cross_division(self) -> CrossDivisionStats:
-        return _cross_division_stats(self.total, self.cross, self.pairs)
+        return CrossDivisionStats(
+            total_visitors=self.total,
+            cross_division_visits=self.cross,
+            cross_division_percentage=percentage(self.cross, self.total),
+            breakdown=_pair_breakdown(self.pairs),
+        )
 
     def peak_counts(self) -> PeakCounts:
         daily, weekly, monthly = (p.count for p in self.peaks)
@@ -180,9 +180,6 @@ class VisitorTracker:
     @property
     def client(self) -> RedisClient:
         return self._client
-
-    def ping(self) -> bool:
-        return bool(self._client.ping())
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -436,7 +433,7 @@ class VisitorTracker:
         """Cumulative page views per cross-division pair on one day (kept 35 days)."""
         counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).pair_history(day_id)))
         pairs = [(pair, int(n)) for pair, n in counts.items()]
-        return _cross_division_stats(0, 0, pairs).breakdown
+        return _pair_breakdown(pairs)
 
     def get_drop_counts(self, community_id: str, now_ms: int) -> DropCounts:
         day = bucket("day", now_ms)
