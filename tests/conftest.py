@@ -12,8 +12,10 @@ from moto import mock_aws
 from redis import Redis
 from redis.cluster import RedisCluster
 
+from community_tracker.models import Community
 from community_tracker.redis_scripts import RedisClient
 from community_tracker.settings import get_settings
+from community_tracker.stores import get_stores
 from community_tracker.tracker import VisitorTracker
 from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_cluster, start_redis
 from infra.tables import create_visits_table
@@ -61,6 +63,16 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[RedisClient]:
 @pytest.fixture
 def tracker(redis_client: RedisClient) -> VisitorTracker:
     return VisitorTracker(redis_client, window_seconds=300, dedup_seconds=600)
+
+
+@pytest.fixture
+def community(function_env: None) -> Community:
+    """A registered community of the "quebec" division, fresh for each test."""
+    registered = Community(
+        community_id=f"qc-{uuid.uuid4().hex[:10]}", slug="quebec-city", name="Quebec City", division_id="quebec"
+    )
+    get_stores().communities.put(registered)
+    return registered
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import boto3
@@ -20,7 +19,6 @@ from community_tracker.live import (
 )
 from community_tracker.models import Community
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from community_tracker.tracker import get_tracker
 from infra.tokens import mint_token
 from live.handler import lambda_handler
@@ -43,13 +41,6 @@ class RecordingPoster:
 
     def types(self, connection_id: str) -> list[str]:
         return [m["type"] for m in self.sent.get(connection_id, [])]
-
-
-@pytest.fixture
-def community(function_env: None) -> Community:
-    registered = Community(community_id=f"live-{uuid.uuid4().hex[:8]}", slug="s", name="Live", division_id="quebec")
-    get_stores().communities.put(registered)
-    return registered
 
 
 @pytest.fixture

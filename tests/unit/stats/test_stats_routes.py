@@ -22,15 +22,6 @@ ADMIN = "admin-1"
 
 
 @pytest.fixture
-def community(function_env: None) -> Community:
-    registered = Community(
-        community_id=f"st-{uuid.uuid4().hex[:10]}", slug="quebec-city", name="Quebec City", division_id="quebec"
-    )
-    get_stores().communities.put(registered)
-    return registered
-
-
-@pytest.fixture
 def busy(community: Community) -> Community:
     """Two users (one from Montreal), one anonymous visitor from Laval, and one stale visitor."""
     tracker = get_tracker()

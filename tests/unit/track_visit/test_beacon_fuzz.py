@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,6 @@ from redis import Redis
 from community_tracker.models import Community
 from community_tracker.redis_keys import CommunityKeys
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from infra.redis_servers import RedisProcess
 from infra.tokens import mint_token
 from tests.builders import MINUTE, T0
@@ -52,15 +50,6 @@ FUZZ_SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@pytest.fixture
-def community(function_env: None) -> Community:
-    registered = Community(
-        community_id=f"fuzz-{uuid.uuid4().hex[:10]}", slug="quebec-city", name="Quebec City", division_id="quebec"
-    )
-    get_stores().communities.put(registered)
-    return registered
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -33,19 +32,6 @@ from tests.helpers import (
 from track_visit.handler import lambda_handler
 
 TEMPLATE = "/v1/communities/{community_id}/%s"
-
-
-@pytest.fixture
-def community(function_env: None) -> Community:
-    """A registered community of the "quebec" division, fresh for each test."""
-    registered = Community(
-        community_id=f"qc-{uuid.uuid4().hex[:10]}",
-        slug="quebec-city",
-        name="Quebec City",
-        division_id="quebec",
-    )
-    get_stores().communities.put(registered)
-    return registered
 
 
 @pytest.fixture
