@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from community_tracker.settings import Settings
 from infra.redis_servers import free_port
@@ -142,3 +149,28 @@ def test_ctrl_c_stops_every_process_it_started() -> None:
     for port in (system.port, redis_port, emulator_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+
+
+def test_websocket_push_is_coalesced_and_needs_a_token(local_system: LocalSystem) -> None:
+    community_id = register(local_system, division="laval")
+    url = f"ws://127.0.0.1:{local_system.ws_port}/?community_id={community_id}"
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url).close()
+    with connect(f"{url}&token={token(user_id='watcher')}") as socket:
+        for i in range(6):  # a burst of beacons within one pusher tick
+            local_system.request(
+                "POST", f"/v1/communities/{community_id}/visits", {"url": "https://x/", "visitor_id": f"tab-ws-{i:06d}"}
+            )
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(messages) < 2:
+            with contextlib.suppress(TimeoutError):
+                messages.append(json.loads(socket.recv(timeout=0.5)))
+
+    assert refused.value.response.status_code == 401
+    counts = [m for m in messages if m["type"] == "visitor_count_changed"]
+    assert counts, messages
+    assert counts[-1]["total"] == 6
+    assert len(counts) <= 2  # six beacons, at most one message per tick
+    assert any(m["type"] == "visitor_divisions_updated" for m in messages)
