@@ -72,27 +72,20 @@ def visits(people: Population, count: int, *, batch: str, seed: int = 11) -> lis
     for i in range(count):
         community = rng.choice(people.communities)
         visitor = rng.choice(people.visitors)
-        chosen.append(
-            Visit(
-                community_id=community.community_id,
-                community_division=community.division_id,
-                visitor=visitor.identity,
-                event_id=f"e{batch}x{i:09d}",
-                client_key=visitor.client_key,
-            )
-        )
+        chosen.append(_page_view(community, visitor, f"e{batch}x{i:09d}"))
     return chosen
 
 
 def arrivals(community: Community, people: Sequence[Visitor], *, batch: str) -> list[Visit]:
     """One page view of `community` by each of `people`: that many live visitors."""
-    return [
-        Visit(
-            community_id=community.community_id,
-            community_division=community.division_id,
-            visitor=visitor.identity,
-            event_id=f"e{batch}x{i:09d}",
-            client_key=visitor.client_key,
-        )
-        for i, visitor in enumerate(people)
-    ]
+    return [_page_view(community, visitor, f"e{batch}x{i:09d}") for i, visitor in enumerate(people)]
+
+
+def _page_view(community: Community, visitor: Visitor, event_id: str) -> Visit:
+    return Visit(
+        community_id=community.community_id,
+        community_division=community.division_id,
+        visitor=visitor.identity,
+        event_id=event_id,
+        client_key=visitor.client_key,
+    )

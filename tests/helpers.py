@@ -17,6 +17,8 @@ from community_tracker.settings import get_settings
 from community_tracker.stores import get_stores
 from community_tracker.tracker import get_tracker
 from infra.http_api_events import http_api_event
+from tests.builders import T0
+from track_visit.handler import lambda_handler as beacon_handler
 
 EVENTS = Path(__file__).resolve().parent / "events"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -123,3 +125,28 @@ def aws_error(status: int, code: str, *, json_type: str | None = None) -> AWSRes
 
 
 DYNAMODB_ERROR_TYPE = "com.amazonaws.dynamodb.v20120810"
+
+
+def beacon(
+    community_id: str,
+    body: Any,
+    *,
+    kind: str = "visits",
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    now_ms: int = T0,
+    source_ip: str = "198.51.100.23",
+) -> HttpAnswer:
+    """One beacon into the track_visit handler, as API Gateway would deliver it."""
+    event = api_request(
+        "POST",
+        f"/v1/communities/{community_id}/{kind}",
+        template=f"/v1/communities/{{community_id}}/{kind}",
+        path_parameters={"community_id": community_id},
+        body=body,
+        headers=headers,
+        query=query,
+        now_ms=now_ms,
+        source_ip=source_ip,
+    )
+    return call(beacon_handler, event)

@@ -27,8 +27,7 @@ from community_tracker.tracker import VisitorTracker, get_tracker
 from infra.redis_servers import RedisProcess, start_redis
 from infra.tokens import mint_token
 from tests.builders import MINUTE, T0, anonymous, visit
-from tests.helpers import DYNAMODB_ERROR_TYPE, HttpAnswer, api_request, aws_error, call, forget_factories
-from track_visit.handler import lambda_handler
+from tests.helpers import DYNAMODB_ERROR_TYPE, aws_error, beacon, forget_factories
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,19 +43,6 @@ def system(emulated_aws: str, own_redis: RedisProcess, monkeypatch: pytest.Monke
     get_stores().communities.put(community)
     yield community
     forget_factories()
-
-
-def send(community_id: str, body: dict[str, Any], headers: dict[str, str], now_ms: int) -> HttpAnswer:
-    event = api_request(
-        "POST",
-        f"/v1/communities/{community_id}/visits",
-        template="/v1/communities/{community_id}/visits",
-        path_parameters={"community_id": community_id},
-        body=body,
-        headers=headers,
-        now_ms=now_ms,
-    )
-    return call(lambda_handler, event)
 
 
 def bearer(user_id: str) -> dict[str, str]:
@@ -77,28 +63,28 @@ def test_redis_killed_and_restarted_under_a_stream_of_beacons(system: Community,
     accepted_events: set[str] = set()
     answers: list[int] = []
 
-    def beacon(i: int, now_ms: int) -> int:
+    def send_one(i: int, now_ms: int) -> int:
         """One beacon; a client retries a 503 once the outage is over (same event id)."""
         authenticated = i % 2 == 0
         body = {"url": "https://x/", "event_id": f"evt-fault-{i:06d}", "visitor_id": f"tab-fault-{i:06d}"}
-        answer = send(system.community_id, body, bearer(f"u{i}") if authenticated else {}, now_ms)
+        answer = beacon(system.community_id, body, headers=bearer(f"u{i}") if authenticated else {}, now_ms=now_ms)
         answers.append(answer.status)
         if authenticated and answer.status in {200, 202}:
             accepted_events.add(body["event_id"])
         return answer.status
 
     for i in range(0, 20):
-        assert beacon(i, T0 + i) == 200
+        assert send_one(i, T0 + i) == 200
     own_redis.process.kill()  # the cache node dies mid-stream
     own_redis.process.wait()
-    during = [beacon(i, T0 + i) for i in range(20, 40)]
+    during = [send_one(i, T0 + i) for i in range(20, 40)]
     restarted = start_redis(own_redis.directory, port=own_redis.port)  # back, empty, scripts gone
     try:
-        after = [beacon(i, T0 + i) for i in range(40, 60)]
+        after = [send_one(i, T0 + i) for i in range(40, 60)]
         # The anonymous beacons refused during the outage are sent again by their clients
-        retried = [beacon(i, T0 + 100 + i) for i in range(21, 40, 2)]
+        retried = [send_one(i, T0 + 100 + i) for i in range(21, 40, 2)]
         # Users whose visits were only stored in the history view another page
-        repeated = [beacon(i + 1000, T0 + 200 + i) for i in range(20, 40, 2)]
+        repeated = [send_one(i + 1000, T0 + 200 + i) for i in range(20, 40, 2)]
         stats = get_tracker().get_visitor_stats(system.community_id, T0 + 300)
     finally:
         restarted.stop()
@@ -121,14 +107,21 @@ def test_live_counts_after_a_redis_restart_are_exactly_the_visitors_since(
     system: Community, own_redis: RedisProcess
 ) -> None:
     for i in range(10):
-        send(system.community_id, {"url": "https://x/", "visitor_id": f"tab-before-{i:05d}"}, {}, T0 + i)
+        beacon(
+            system.community_id, {"url": "https://x/", "visitor_id": f"tab-before-{i:05d}"}, headers={}, now_ms=T0 + i
+        )
     own_redis.process.kill()
     own_redis.process.wait()
     restarted = start_redis(own_redis.directory, port=own_redis.port)
     try:
         for i in range(7):
             headers = bearer(f"back-{i}") if i < 3 else {}
-            send(system.community_id, {"url": "https://x/", "visitor_id": f"tab-after-{i:05d}"}, headers, T0 + 50 + i)
+            beacon(
+                system.community_id,
+                {"url": "https://x/", "visitor_id": f"tab-after-{i:05d}"},
+                headers=headers,
+                now_ms=T0 + 50 + i,
+            )
         stats = get_tracker().get_visitor_stats(system.community_id, T0 + 100)
     finally:
         restarted.stop()
@@ -173,7 +166,9 @@ def test_dynamodb_throttling_and_errors_lose_nothing_and_duplicate_nothing(
         while pending and attempts < 20:
             attempts += 1
             for event_id, user_id in list(pending.items()):
-                answer = send(system.community_id, {"url": "https://x/", "event_id": event_id}, bearer(user_id), T0)
+                answer = beacon(
+                    system.community_id, {"url": "https://x/", "event_id": event_id}, headers=bearer(user_id), now_ms=T0
+                )
                 assert answer.status in {200, 503}, answer.body
                 if answer.status == 200:
                     del pending[event_id]

@@ -25,13 +25,12 @@ from tests.helpers import (
     HttpAnswer,
     api_request,
     aws_error,
+    beacon,
     call,
     forget_factories,
     load_event,
 )
 from track_visit.handler import lambda_handler
-
-TEMPLATE = "/v1/communities/{community_id}/%s"
 
 
 @pytest.fixture
@@ -39,30 +38,6 @@ def redis(redis_server: RedisProcess) -> Iterator[Redis]:
     client = redis_server.client()
     yield client
     client.close()
-
-
-def beacon(
-    community_id: str,
-    body: Any,
-    *,
-    kind: str = "visits",
-    headers: dict[str, str] | None = None,
-    query: str = "",
-    now_ms: int = T0,
-    source_ip: str = "198.51.100.23",
-) -> HttpAnswer:
-    event = api_request(
-        "POST",
-        f"/v1/communities/{community_id}/{kind}",
-        template=TEMPLATE % kind,
-        path_parameters={"community_id": community_id},
-        body=body,
-        headers=headers,
-        query=query,
-        now_ms=now_ms,
-        source_ip=source_ip,
-    )
-    return call(lambda_handler, event)
 
 
 def token(user_id: str = "user-1", **kwargs: Any) -> str:
