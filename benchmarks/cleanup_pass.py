@@ -27,9 +27,10 @@ from benchmarks.harness import (
 from benchmarks.workload import arrivals, population
 from community_tracker.cleanup import run_cleanup_pass
 from community_tracker.models import Peak
-from community_tracker.redis_keys import CommunityKeys, index_key, index_shard
+from community_tracker.redis.cleanup_index import CleanupIndex
+from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
+from community_tracker.redis.live_state import VisitorTracker
 from community_tracker.settings import Settings
-from community_tracker.tracker import VisitorTracker
 
 COMMUNITIES = 10_000
 VISITORS = 100  # per community, half of them stale
@@ -78,7 +79,7 @@ class _Communities:
                 for key, dumped in zip(CommunityKeys(community_id).state, self._dumps, strict=True):
                     if dumped is not None:
                         pipe.restore(key, 0, dumped, replace=True)
-                pipe.zadd(index_key(index_shard(community_id, self._tracker.index_shards)), {community_id: 0})
+                pipe.zadd(index_key(index_shard(community_id, Settings().index_shards)), {community_id: 0})
             pipe.execute()
 
     def check_exact(self) -> None:
@@ -119,7 +120,11 @@ def run(redis_url: str) -> list[Figure]:
         communities.restore()
         started = time.perf_counter()
         report = run_cleanup_pass(
-            tracker, _NoPeakHistory(), now_ms=communities.now(), time_left_ms=lambda: 600_000, batch_size=batch
+            CleanupIndex(client, window_seconds=tracker.window_ms // 1000),
+            _NoPeakHistory(),
+            now_ms=communities.now(),
+            time_left_ms=lambda: 600_000,
+            batch_size=batch,
         )
         elapsed = time.perf_counter() - started
         if not (report.completed and report.communities_scanned == COMMUNITIES and report.stale_removed == expected):

@@ -34,8 +34,8 @@ DEPENDENCIES_BUILT = (
 def _handler_code(module: str) -> str:
     return (
         f"import {module}\n"
-        "from community_tracker.stores import get_stores\n"
-        "from community_tracker.tracker import get_tracker\n"
+        "from community_tracker.aws.stores import get_stores\n"
+        "from community_tracker.redis.live_state import get_tracker\n"
         "get_tracker()\n"
         "get_stores()\n"
     )

@@ -30,9 +30,9 @@ from benchmarks.harness import (
     wall_ms,
 )
 from benchmarks.workload import Population, population
+from community_tracker.aws.stores import get_stores
 from community_tracker.models import Community
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from infra.gateway import LocalContext
 from infra.http_api_events import http_api_event
 from infra.tables import create_visits_table

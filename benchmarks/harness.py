@@ -22,12 +22,10 @@ from typing import Any
 from redis import Redis
 from redis.connection import AbstractConnection
 
-from community_tracker.aws import reset_aws_clients
-from community_tracker.identity import get_token_verifier, get_visitor_hasher
-from community_tracker.redis_client import create_redis_client
-from community_tracker.settings import Settings, get_settings
-from community_tracker.stores import get_stores
-from community_tracker.tracker import VisitorTracker, get_tracker
+from community_tracker.factories import reset_factories
+from community_tracker.redis.client import create_redis_client
+from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from community_tracker.settings import Settings
 from infra.redis_servers import RedisProcess, start_redis
 
 _STARTED = time.monotonic()
@@ -171,7 +169,7 @@ def product_tracker(client: Redis) -> VisitorTracker:
     """A tracker with the functions' default settings (window, dedup, rate limit, index shards),
     as `get_tracker()` builds it, on a client of the benchmark's own."""
     settings = Settings()
-    return VisitorTracker(
+    return tracker_for(
         client,
         window_seconds=settings.active_window_seconds,
         dedup_seconds=settings.dedup_seconds,
@@ -180,26 +178,19 @@ def product_tracker(client: Redis) -> VisitorTracker:
     )
 
 
-def forget_factories() -> None:
-    """Every cached factory of the layer, so the next call builds from the current environment."""
-    for factory in (get_settings, get_stores, get_tracker, get_token_verifier, get_visitor_hasher):
-        factory.cache_clear()
-    reset_aws_clients()
-
-
 @contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """`values` in os.environ (and the layer's factories rebuilt from them), then the previous
     environment back, so one figure's settings never leak into the next."""
     saved = dict(os.environ)
     os.environ.update(values)
-    forget_factories()
+    reset_factories()
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        forget_factories()
+        reset_factories()
 
 
 METRICS_ON = {"POWERTOOLS_METRICS_DISABLED": "false"}

@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.handler_ingest import Beacon, beacons, register
 from benchmarks.harness import METRICS_ON, Figure, environment, figure, lambda_stdout, median, percentile, progress
 from benchmarks.workload import population
-from community_tracker.aws import aws_client
+from community_tracker.aws.clients import aws_client
 from community_tracker.settings import get_settings
 from infra.aws_emulator import start_moto_server
 from infra.gateway import Invoker, LocalGateway, serve

@@ -27,7 +27,7 @@ from benchmarks.harness import (
 )
 from benchmarks.workload import arrivals, population
 from community_tracker.models import Visit
-from community_tracker.tracker import VisitorTracker
+from community_tracker.redis.live_state import VisitorTracker
 
 LIVE = 100_000
 STALE = 10_000

@@ -41,7 +41,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _import_communities(args: argparse.Namespace) -> int:
-    from community_tracker.stores import get_stores
+    from community_tracker.aws.stores import get_stores
 
     communities = list(read_communities(Path(args.file)))
     store = get_stores().communities

@@ -90,8 +90,8 @@ def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str
 
 
 def seed_communities() -> int:
+    from community_tracker.aws.stores import get_stores
     from community_tracker.models import Community
-    from community_tracker.stores import get_stores
 
     store = get_stores().communities
     rows: list[dict[str, Any]] = json.loads(SEED_FILE.read_text(encoding="utf-8"))
@@ -101,7 +101,7 @@ def seed_communities() -> int:
 
 
 def ensure_table() -> None:
-    from community_tracker.aws import aws_client
+    from community_tracker.aws.clients import aws_client
     from community_tracker.settings import get_settings
     from infra.tables import create_visits_table
 
@@ -250,8 +250,9 @@ def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: di
 def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
     """The template's WebSocket routes on ws://localhost:<VT_WS_PORT> and the pusher ticking once a
     second (in AWS, the scheduled LivePushFunction does the ticking)."""
-    from community_tracker.live import ConnectionRegistry, LivePusher
-    from community_tracker.tracker import get_tracker
+    from community_tracker.live import LivePusher
+    from community_tracker.redis.live_state import get_tracker
+    from community_tracker.redis.subscriptions import ConnectionRegistry
     from infra.websocket_gateway import LocalWebSocketGateway, pusher_thread, websocket_routes
 
     routes = websocket_routes()

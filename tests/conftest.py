@@ -12,14 +12,14 @@ from moto import mock_aws
 from redis import Redis
 from redis.cluster import RedisCluster
 
+from community_tracker.aws.stores import get_stores
+from community_tracker.factories import reset_factories
 from community_tracker.models import Community
-from community_tracker.redis_scripts import RedisClient
-from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
-from community_tracker.tracker import VisitorTracker
+from community_tracker.redis.cleanup_index import CleanupIndex
+from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from community_tracker.redis.scripts import RedisClient
 from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_cluster, start_redis
 from infra.tables import create_visits_table
-from tests.helpers import forget_factories
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,12 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[RedisClient]:
 
 @pytest.fixture
 def tracker(redis_client: RedisClient) -> VisitorTracker:
-    return VisitorTracker(redis_client, window_seconds=300, dedup_seconds=600)
+    return tracker_for(redis_client, window_seconds=300, dedup_seconds=600)
+
+
+@pytest.fixture
+def cleanup_index(redis_client: RedisClient) -> CleanupIndex:
+    return CleanupIndex(redis_client, window_seconds=300)
 
 
 @pytest.fixture
@@ -84,9 +89,9 @@ def community_id() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_settings() -> Iterator[None]:
     """Settings are parsed once per process; each test starts from its own environment."""
-    get_settings.cache_clear()
+    reset_factories()
     yield
-    get_settings.cache_clear()
+    reset_factories()
 
 
 @pytest.fixture
@@ -115,10 +120,10 @@ def moto_table(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterat
     table_name = "visits-test"
     monkeypatch.setenv("VT_TABLE_NAME", table_name)
     with mock_aws():
-        forget_factories()
+        reset_factories()
         create_visits_table(boto3.client("dynamodb", region_name="us-east-1"), table_name)
         yield table_name
-    forget_factories()
+    reset_factories()
 
 
 @pytest.fixture
@@ -127,6 +132,6 @@ def function_env(moto_table: str, redis_server: RedisProcess, monkeypatch: pytes
     monkeypatch.setenv("VT_REDIS_URL", redis_server.url)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "test")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    forget_factories()
+    reset_factories()
     yield
-    forget_factories()
+    reset_factories()

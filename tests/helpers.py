@@ -11,11 +11,6 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-from community_tracker.aws import reset_aws_clients
-from community_tracker.identity import get_token_verifier, get_visitor_hasher
-from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
-from community_tracker.tracker import get_tracker
 from infra.http_api_events import http_api_event
 from tests.builders import T0
 from track_visit.handler import lambda_handler as beacon_handler
@@ -40,13 +35,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms()
-
-
-def forget_factories() -> None:
-    """Every cached factory of the layer: the next call builds from the current environment."""
-    for factory in (get_settings, get_stores, get_tracker, get_token_verifier, get_visitor_hasher):
-        factory.cache_clear()
-    reset_aws_clients()
 
 
 @dataclass

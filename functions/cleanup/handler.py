@@ -9,18 +9,18 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from community_tracker.aws.stores import get_stores
 from community_tracker.cleanup import CleanupReport, run_cleanup_pass
 from community_tracker.observability import count, logger, metrics, tracer
+from community_tracker.redis.cleanup_index import get_cleanup_index
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from community_tracker.timeutil import system_clock, to_ms
-from community_tracker.tracker import get_tracker
 
 
 def run_pass(now_ms: int, time_left_ms: Callable[[], int]) -> CleanupReport:
     settings = get_settings()
     return run_cleanup_pass(
-        get_tracker(),
+        get_cleanup_index(),
         get_stores().peaks,
         now_ms=now_ms,
         time_left_ms=time_left_ms,

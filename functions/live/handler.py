@@ -13,14 +13,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.identity import IdentityProviderUnavailable, InvalidToken, get_token_verifier
-from community_tracker.live import ConnectionRegistry
+from community_tracker.aws.stores import get_stores
+from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
+from community_tracker.identity import get_token_verifier
 from community_tracker.models import COMMUNITY_ID_PATTERN
 from community_tracker.observability import logger, tracer
+from community_tracker.redis.live_state import get_tracker
+from community_tracker.redis.subscriptions import ConnectionRegistry
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from community_tracker.timeutil import system_clock
-from community_tracker.tracker import get_tracker
 
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
 

@@ -3,20 +3,22 @@ before its deadline, posting changed numbers to each community's subscribers."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.aws import aws_client_at
-from community_tracker.live import ConnectionRegistry, LivePusher, ManagementApiPoster, run_pusher
+from community_tracker.aws.clients import aws_client_at
+from community_tracker.aws.connections import ManagementApiPoster
+from community_tracker.factories import cached_factory
+from community_tracker.live import LivePusher, run_pusher
 from community_tracker.observability import count, logger, metrics, tracer
+from community_tracker.redis.live_state import get_tracker
+from community_tracker.redis.subscriptions import ConnectionRegistry
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import system_clock
-from community_tracker.tracker import get_tracker
 
 
-@lru_cache(maxsize=1)
+@cached_factory
 def get_pusher() -> LivePusher:
     """Kept for the life of the execution environment, with what it last pushed."""
     management = aws_client_at("apigatewaymanagementapi", get_settings().websocket_endpoint)

@@ -9,17 +9,13 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from community_tracker.api import (
-    ApiError,
-    error_responses,
-    http_router,
-    json_response,
-    registered_community,
-    request_time_ms,
-)
+from community_tracker.aws.stores import get_stores
+from community_tracker.communities import registered_community
+from community_tracker.http.errors import ApiError, error_responses, json_response
+from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import COMMUNITY_ID_PATTERN
+from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
-from community_tracker.tracker import get_tracker
 from stats.schemas import Badge
 
 router = http_router()
@@ -58,7 +54,7 @@ def get_badge(
 ) -> Response[Any]:
     if not get_settings().public_counts:
         raise ApiError(HTTPStatus.NOT_FOUND, "not_enabled", "public counts are not enabled")
-    cid = registered_community(community_id).community_id
+    cid = registered_community(community_id, get_stores().communities).community_id
     count = get_tracker().get_visitor_stats(cid, request_time_ms(router.current_event)).total_visitors
     headers = {"Cache-Control": PUBLIC_CACHE}
     if format == "svg":

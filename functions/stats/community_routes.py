@@ -12,18 +12,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BeforeValidator
 
-from community_tracker.api import (
-    SUCCESS_RESPONSE,
-    error_responses,
-    http_router,
-    json_answer,
-    json_response,
-    registered_community,
-    request_time_ms,
-    require_admin,
-    require_aggregate_reader,
-    require_self_or_admin,
-)
+from community_tracker.aws.stores import decode_cursor, encode_cursor, get_stores
+from community_tracker.communities import registered_community
+from community_tracker.errors import InvalidCursor
+from community_tracker.http.auth import require_admin, require_aggregate_reader, require_self_or_admin
+from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
+from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import (
     COMMUNITY_ID_PATTERN,
     USER_ID_PATTERN,
@@ -34,9 +28,9 @@ from community_tracker.models import (
     VisitorPage,
     VisitorStats,
 )
-from community_tracker.stores import InvalidCursor, decode_cursor, encode_cursor, get_stores
+from community_tracker.redis.keys import SERIES_HOURS
+from community_tracker.redis.live_state import get_tracker
 from community_tracker.timeutil import bucket
-from community_tracker.tracker import SERIES_HOURS, get_tracker
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
 
 router = http_router()
@@ -68,7 +62,7 @@ def _now() -> int:
 def _readable_community(community_id: str) -> str:
     """Aggregates: a token (or public counts), and a registered community."""
     require_aggregate_reader(router.current_event.headers)
-    return registered_community(community_id).community_id
+    return registered_community(community_id, get_stores().communities).community_id
 
 
 @router.get(
@@ -217,7 +211,7 @@ def get_drops(community_id: CommunityPath) -> DropCounts:
 )
 def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitorPage:
     require_admin(router.current_event.headers)
-    cid = registered_community(community_id).community_id
+    cid = registered_community(community_id, get_stores().communities).community_id
     start = decode_cursor(cursor, {"offset"})
     if start is not None and not start["offset"].isdigit():
         raise InvalidCursor("the cursor is not one this API handed out")
@@ -236,7 +230,7 @@ def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor 
 )
 def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)]) -> VisitingAnswer:
     require_self_or_admin(router.current_event.headers, user_id)
-    cid = registered_community(community_id).community_id
+    cid = registered_community(community_id, get_stores().communities).community_id
     return VisitingAnswer(
         community_id=cid, user_id=user_id, is_visiting=get_tracker().is_user_visiting(cid, user_id, _now())
     )
@@ -250,5 +244,5 @@ def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(patte
 )
 def get_community_visits(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitHistoryPage:
     require_admin(router.current_event.headers)
-    cid = registered_community(community_id).community_id
+    cid = registered_community(community_id, get_stores().communities).community_id
     return get_stores().visits.community_visits(cid, limit=limit, cursor=cursor)

@@ -17,7 +17,7 @@ import aws_lambda_powertools.event_handler.openapi.swagger_ui as swagger_ui
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
-from community_tracker.api import http_router
+from community_tracker.http.resolver import http_router
 
 router = http_router()
 

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.api import build_resolver
+from community_tracker.http.resolver import build_resolver
 from community_tracker.observability import logger, metrics, tracer
 from stats import badge_routes, community_routes, docs_routes, user_routes
 

@@ -8,19 +8,13 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from community_tracker.api import (
-    SUCCESS_RESPONSE,
-    error_responses,
-    http_router,
-    json_answer,
-    json_response,
-    request_time_ms,
-    require_self_or_admin,
-)
+from community_tracker.aws.stores import get_stores
+from community_tracker.http.auth import require_self_or_admin
+from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
+from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import USER_ID_PATTERN, VisitHistoryPage
 from community_tracker.observability import logger
-from community_tracker.stores import get_stores
-from community_tracker.tracker import get_tracker
+from community_tracker.redis.live_state import get_tracker
 from stats.schemas import ErasedVisits, UserPresence
 
 router = http_router()

@@ -1,8 +1,9 @@
-"""The three beacon routes: parse, call the layer's beacon rules, shape the answer."""
+"""The three beacon routes: parse the request, let the beacon rules decide, shape the answer."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -10,28 +11,30 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
-from community_tracker.api import (
-    ApiError,
-    error_responses,
-    http_router,
-    json_answer,
-    json_response,
-    principal_from,
-    registered_community,
-    request_time_ms,
+from community_tracker.aws.stores import get_stores
+from community_tracker.beacons import (
+    Beacon,
+    Counted,
+    Dropped,
+    Explained,
+    record_heartbeat,
+    record_leave,
+    record_page_view,
+    screen,
 )
-from community_tracker.beacons import Beacon, bot_reason, record_heartbeat, record_leave, record_page_view
+from community_tracker.communities import registered_community
+from community_tracker.errors import DirectoryUnavailable, LiveStateUnavailable
+from community_tracker.http.auth import principal_from
+from community_tracker.http.errors import error_response, error_responses, json_answer, json_response
+from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.identity import beacon_identity, get_visitor_hasher, location_division
-from community_tracker.models import COMMUNITY_ID_PATTERN, AddVisitorResult, Community
+from community_tracker.models import COMMUNITY_ID_PATTERN, AddVisitorResult
 from community_tracker.observability import count, count_dropped, logger
+from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from community_tracker.timeutil import iso
-from community_tracker.tracker import get_tracker
 from track_visit.schemas import (
     DebugExplanation,
     HeartbeatAnswer,
@@ -78,7 +81,7 @@ def count_invalid_beacon(event: APIGatewayProxyEventV2) -> None:
     try:
         if get_stores().communities.get(community_id) is not None:
             get_tracker().record_drop(community_id, "invalid", int(event.request_context.time_epoch))
-    except (RedisError, ClientError, BotoCoreError):
+    except (LiveStateUnavailable, DirectoryUnavailable):
         logger.warning("invalid beacon not counted: a store is unavailable")
 
 
@@ -86,20 +89,8 @@ def _user_agent() -> str:
     return router.current_event.headers.get("user-agent", "")
 
 
-def _dropped_bot(community: Community, now_ms: int) -> Response[Any] | None:
-    """A 202 that counts nothing for obvious automation, or None for a browser."""
-    reason = bot_reason(_user_agent())
-    if reason is None:
-        return None
-    count_dropped("bot")
-    try:
-        get_tracker().record_drop(community.community_id, "bot", now_ms)
-    except RedisError:
-        logger.warning("bot drop not counted: live state unavailable")
-    return json_response(HTTPStatus.ACCEPTED, NotCounted(reason=reason), {"X-Beacon-Dropped": "bot"})
-
-
-def _beacon(community: Community, body: PresenceBody, now_ms: int) -> Beacon:
+def _parse(community_id: str, body: PresenceBody, now_ms: int) -> Beacon:
+    community = registered_community(community_id, get_stores().communities)
     event = router.current_event
     headers = event.headers
     source_ip = event.request_context.http.source_ip
@@ -123,42 +114,34 @@ def _beacon(community: Community, body: PresenceBody, now_ms: int) -> Beacon:
     )
 
 
-def _rate_limited(now_ms: int) -> ApiError:
-    count_dropped("rate_limited")
-    retry_after = 60 - (now_ms // 1000) % 60
-    return ApiError(
-        HTTPStatus.TOO_MANY_REQUESTS,
-        "rate_limited",
-        "too many beacons from this client, slow down",
-        {"Retry-After": str(retry_after)},
-    )
+def _screened(community_id: str, body: PresenceBody, debug: bool, now_ms: int) -> Beacon | Dropped | Explained:
+    beacon = _parse(community_id, body, now_ms)
+    return screen(beacon, user_agent=_user_agent(), live=get_tracker(), now_ms=now_ms, debug=debug)
 
 
-def _prepare(community_id: str, body: PresenceBody, debug: bool, now_ms: int) -> Beacon | Response[Any]:
-    """The beacon to record, or the answer when there is nothing to record (a bot, `?debug=1`)."""
-    community = registered_community(community_id)
-    dropped = _dropped_bot(community, now_ms)
-    if dropped is not None:
-        return dropped
-    beacon = _beacon(community, body, now_ms)
-    return _explain(beacon) if debug else beacon
-
-
-def _explain(beacon: Beacon) -> Response[Any]:
-    visitor = beacon.identity.visitor
-    community_division = beacon.community.division_id
-    explanation = DebugExplanation(
-        would_count=True,
-        reason=None,
-        visitor="authenticated" if visitor.is_authenticated else "anonymous",
-        visitor_division=visitor.division_id,
-        community_division=community_division,
-        is_cross_division=bool(
-            visitor.division_id and community_division and visitor.division_id != community_division
-        ),
-        merges_anonymous_entry=beacon.identity.merge_key is not None,
-    )
-    return json_response(HTTPStatus.OK, explanation)
+def _not_recorded(result: Dropped | Explained) -> Response[Any]:
+    """The one mapping of a beacon that was not (fully) recorded to its answer."""
+    match result:
+        case Explained():
+            return json_response(HTTPStatus.OK, DebugExplanation(**asdict(result)))
+        case Dropped(reason="rate_limited"):
+            count_dropped("rate_limited")
+            return error_response(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "rate_limited",
+                result.message,
+                {"Retry-After": str(result.retry_after_seconds)},
+            )
+        case Dropped(reason="bot"):
+            count_dropped("bot")
+            return json_response(HTTPStatus.ACCEPTED, NotCounted(reason=result.message), {"X-Beacon-Dropped": "bot"})
+        case Dropped():
+            count("VisitsRecordedWithoutLiveState")
+            return json_response(
+                HTTPStatus.ACCEPTED,
+                NotCounted(reason=result.message, history_recorded=result.history_recorded),
+                {"X-Live-State": "not-updated"},
+            )
 
 
 @router.post(
@@ -177,28 +160,19 @@ def post_visit(
     community_id: CommunityPath, body: Annotated[VisitBody, Body()], debug: DebugQuery = False
 ) -> Response[Any]:
     now_ms = _now_ms()
-    beacon = _prepare(community_id, body, debug, now_ms)
-    if isinstance(beacon, Response):
-        return beacon
-    stores = get_stores()
-    result = record_page_view(beacon, tracker=get_tracker(), visits=stores.visits, now_ms=now_ms)
-    outcome = result.outcome
-    if outcome is None:
-        count("VisitsRecordedWithoutLiveState")
-        return json_response(
-            HTTPStatus.ACCEPTED,
-            NotCounted(reason="live state unavailable", history_recorded=True),
-            {"X-Live-State": "not-updated"},
-        )
-    if outcome.status == "rate_limited":
-        raise _rate_limited(now_ms)
-    if outcome.status == "duplicate":
+    beacon = _screened(community_id, body, debug, now_ms)
+    if not isinstance(beacon, Beacon):
+        return _not_recorded(beacon)
+    result = record_page_view(beacon, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms)
+    if not isinstance(result, Counted):
+        return _not_recorded(result)
+    if result.duplicate:
         count_dropped("duplicate")
-        return json_response(HTTPStatus.OK, outcome.result, {"X-Beacon-Duplicate": "true"})
+        return json_response(HTTPStatus.OK, result.result, {"X-Beacon-Duplicate": "true"})
     count("VisitsRecorded")
-    if outcome.result.is_cross_division:
+    if result.result.is_cross_division:
         count("CrossDivisionVisits")
-    return json_response(HTTPStatus.OK, outcome.result)
+    return json_response(HTTPStatus.OK, result.result)
 
 
 @router.post(
@@ -215,17 +189,13 @@ def post_heartbeat(
     community_id: CommunityPath, body: Annotated[PresenceBody, Body()], debug: DebugQuery = False
 ) -> Response[Any]:
     now_ms = _now_ms()
-    beacon = _prepare(community_id, body, debug, now_ms)
-    if isinstance(beacon, Response):
-        return beacon
-    outcome = record_heartbeat(beacon, tracker=get_tracker(), now_ms=now_ms)
-    if outcome.status == "rate_limited":
-        raise _rate_limited(now_ms)
-    answer = HeartbeatAnswer(
-        current_count=outcome.result.current_count,
-        active=outcome.status != "not_present",
-        timestamp=iso(now_ms),
-    )
+    beacon = _screened(community_id, body, debug, now_ms)
+    if not isinstance(beacon, Beacon):
+        return _not_recorded(beacon)
+    result = record_heartbeat(beacon, live=get_tracker(), now_ms=now_ms)
+    if not isinstance(result, Counted):
+        return _not_recorded(result)
+    answer = HeartbeatAnswer(current_count=result.result.current_count, active=result.active, timestamp=iso(now_ms))
     return json_response(HTTPStatus.OK, answer)
 
 
@@ -243,8 +213,8 @@ def post_leave(
     community_id: CommunityPath, body: Annotated[PresenceBody, Body()], debug: DebugQuery = False
 ) -> Response[Any]:
     now_ms = _now_ms()
-    beacon = _prepare(community_id, body, debug, now_ms)
-    if isinstance(beacon, Response):
-        return beacon
-    remaining = record_leave(beacon, tracker=get_tracker(), now_ms=now_ms)
+    beacon = _screened(community_id, body, debug, now_ms)
+    if not isinstance(beacon, Beacon):
+        return _not_recorded(beacon)
+    remaining = record_leave(beacon, live=get_tracker(), now_ms=now_ms)
     return json_response(HTTPStatus.OK, LeaveAnswer(current_count=remaining, timestamp=iso(now_ms)))

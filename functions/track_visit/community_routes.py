@@ -7,9 +7,11 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
-from community_tracker.api import SUCCESS_RESPONSE, error_responses, http_router, require_admin
+from community_tracker.aws.stores import get_stores
+from community_tracker.http.auth import require_admin
+from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses
+from community_tracker.http.resolver import http_router
 from community_tracker.models import COMMUNITY_ID_PATTERN, Community
-from community_tracker.stores import get_stores
 from track_visit.schemas import CommunityBody
 
 router = http_router()

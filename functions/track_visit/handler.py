@@ -13,14 +13,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.api import (
+from community_tracker.http.errors import (
     BodyTooLarge,
-    accept_text_plain_json,
-    build_resolver,
     error_response,
     unsupported_media_response,
     validation_error_response,
 )
+from community_tracker.http.resolver import accept_text_plain_json, build_resolver
 from community_tracker.observability import logger, metrics, tracer
 from track_visit import beacon_routes, community_routes
 

@@ -1,25 +1,34 @@
-"""The rules of a beacon (design §5, §6): what a page view, a heartbeat and a leave do.
+"""The rules of a beacon (README, "Beacon API"): what a page view, a heartbeat and a leave do.
 
-Knows nothing of API Gateway: the function parses the request into a `Beacon` and shapes the
-answer from what these functions return. Redis holds the live state; DynamoDB the permanent
-history of authenticated page views, which is what a 2xx promises.
+Knows nothing of API Gateway, Redis or DynamoDB: the route parses the request into a
+`BeaconRequest`, `screen` decides whether there is anything to record, and the `record_*`
+functions return one of `Counted | Dropped | Explained`, which the route turns into its answer.
+Redis holds the live state; DynamoDB the permanent history of authenticated page views, which is
+what a 2xx promises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
-from redis.exceptions import RedisError
-
+from community_tracker.errors import LiveStateUnavailable
 from community_tracker.identity import BeaconIdentity
-from community_tracker.models import Community, Visit, VisitEvent, VisitMetadata, VisitOutcome
-from community_tracker.stores import VisitStore
+from community_tracker.models import (
+    AddVisitorResult,
+    Community,
+    DropReason,
+    Visit,
+    VisitEvent,
+    VisitMetadata,
+    VisitOutcome,
+    is_cross_division,
+)
 from community_tracker.timeutil import iso
-from community_tracker.tracker import VisitorTracker
 
 # Obvious automation only: crawlers announce themselves, headless browsers and HTTP libraries say
 # what they are. Anything subtler is left to API Gateway throttling and the per-client rate limit.
@@ -29,14 +38,25 @@ _BOT_USER_AGENT = re.compile(
     r"|facebookexternalhit|preview",
     re.IGNORECASE,
 )
+RATE_WINDOW_SECONDS = 60
 
 
-class LiveStateUnavailable(Exception):
-    """Redis cannot be reached and the beacon has no durable part to keep."""
+class LiveState(Protocol):
+    """What the beacon rules need of the live state (`redis.live_state.VisitorTracker`)."""
+
+    def add_visitor(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
+    def update_visitor_activity(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
+    def remove_visitor(
+        self, community_id: str, visitor_key: str, now_ms: int, *, user_id: str | None = None
+    ) -> int: ...
+    def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None: ...
+    def event_seen(self, community_id: str, event_id: str) -> bool: ...
 
 
-class HistoryUnavailable(Exception):
-    """DynamoDB did not take an authenticated visit after retries: nothing may claim it is kept."""
+class VisitHistory(Protocol):
+    """The permanent history of authenticated page views (`aws.stores.DynamoVisitStore`)."""
+
+    def put_visit(self, event: VisitEvent) -> bool: ...
 
 
 def bot_reason(user_agent: str) -> str | None:
@@ -79,12 +99,86 @@ class Beacon:
 
 
 @dataclass(frozen=True, slots=True)
-class PageViewResult:
-    outcome: VisitOutcome | None  # None: Redis was unavailable, the live state was not updated
-    history_written: bool
+class Counted:
+    """The beacon was recorded (or was a retry of one that was)."""
+
+    result: AddVisitorResult
+    duplicate: bool = False
+    active: bool = True  # heartbeats: False when the visitor was no longer live
 
 
-def record_page_view(beacon: Beacon, *, tracker: VisitorTracker, visits: VisitStore, now_ms: int) -> PageViewResult:
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """The beacon was accepted but not counted, or refused for its rate."""
+
+    reason: Literal["bot", "rate_limited", "live_state_unavailable"]
+    message: str
+    retry_after_seconds: int | None = None
+    history_recorded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """`?debug=1`: what the beacon would do; nothing was written or counted."""
+
+    would_count: bool
+    reason: str | None
+    visitor: Literal["authenticated", "anonymous"]
+    visitor_division: str | None
+    community_division: str | None
+    is_cross_division: bool
+    merges_anonymous_entry: bool
+
+
+BeaconResult = Counted | Dropped | Explained
+
+
+def screen(
+    beacon: Beacon, *, user_agent: str, live: LiveState, now_ms: int, debug: bool
+) -> Beacon | Dropped | Explained:
+    """The beacon to record, or why there is nothing to record: obvious automation is dropped
+    (and counted as a "bot" drop, unless it is only a `?debug=1` question), `?debug=1` explains."""
+    reason = bot_reason(user_agent)
+    if debug:
+        if reason is None and beacon.event_id and live.event_seen(beacon.community.community_id, beacon.event_id):
+            reason = "a retry of a beacon already counted (duplicate event_id)"
+        return explain(beacon, not_counted_because=reason)
+    if reason is None:
+        return beacon
+    with contextlib.suppress(LiveStateUnavailable):  # a drop counter is not worth a failed answer
+        live.record_drop(beacon.community.community_id, "bot", now_ms)
+    return Dropped(reason="bot", message=reason)
+
+
+def explain(beacon: Beacon, *, not_counted_because: str | None) -> Explained:
+    visitor = beacon.identity.visitor
+    community_division = beacon.community.division_id
+    return Explained(
+        would_count=not_counted_because is None,
+        reason=not_counted_because,
+        visitor="authenticated" if visitor.is_authenticated else "anonymous",
+        visitor_division=visitor.division_id,
+        community_division=community_division,
+        is_cross_division=is_cross_division(visitor.division_id, community_division),
+        merges_anonymous_entry=beacon.identity.merge_key is not None,
+    )
+
+
+def _rate_limited(now_ms: int) -> Dropped:
+    return Dropped(
+        reason="rate_limited",
+        message="too many beacons from this client, slow down",
+        retry_after_seconds=RATE_WINDOW_SECONDS - (now_ms // 1000) % RATE_WINDOW_SECONDS,
+    )
+
+
+def _counted(outcome: VisitOutcome) -> Counted | Dropped:
+    return Counted(
+        result=outcome.result, duplicate=outcome.status == "duplicate", active=outcome.status != "not_present"
+    )
+
+
+def record_page_view(beacon: Beacon, *, live: LiveState, visits: VisitHistory, now_ms: int) -> Counted | Dropped:
     """Live state first (it dedups and rate-limits), then the permanent event for a user.
 
     A retried beacon (same `event_id`) is a duplicate in Redis and carries the time it was first
@@ -92,52 +186,51 @@ def record_page_view(beacon: Beacon, *, tracker: VisitorTracker, visits: VisitSt
     down, an authenticated visit is still written; an anonymous one has nothing left to keep.
     """
     try:
-        outcome: VisitOutcome | None = tracker.add_visitor(beacon.visit(), now_ms)
-    except RedisError as error:
+        outcome: VisitOutcome | None = live.add_visitor(beacon.visit(), now_ms)
+    except LiveStateUnavailable:
         if not beacon.identity.visitor.is_authenticated:
-            raise LiveStateUnavailable("live state unavailable") from error
+            raise
         outcome = None
+    if outcome is not None and outcome.status == "rate_limited":
+        return _rate_limited(now_ms)
     user_id = beacon.identity.visitor.user_id
-    if user_id is None or (outcome is not None and outcome.status == "rate_limited"):
-        return PageViewResult(outcome=outcome, history_written=False)
+    if user_id is not None:
+        _keep_in_history(beacon, user_id, outcome.recorded_at_ms if outcome is not None else now_ms, visits)
+    if outcome is None:
+        return Dropped(reason="live_state_unavailable", message="live state unavailable", history_recorded=True)
+    return _counted(outcome)
+
+
+def _keep_in_history(beacon: Beacon, user_id: str, recorded_at_ms: int, visits: VisitHistory) -> None:
     community = beacon.community
     visitor_division = beacon.identity.visitor.division_id
     event = VisitEvent(
         event_id=beacon.event_id or uuid.uuid4().hex,
         user_id=user_id,
-        timestamp=iso(outcome.recorded_at_ms if outcome is not None else now_ms),
+        timestamp=iso(recorded_at_ms),
         metadata=VisitMetadata(
             community_id=community.community_id,
             community_slug=community.slug,
             visitor_division_id=visitor_division,
             community_division_id=community.division_id,
-            is_cross_division=bool(
-                visitor_division and community.division_id and visitor_division != community.division_id
-            ),
+            is_cross_division=is_cross_division(visitor_division, community.division_id),
             is_authenticated=True,
             url=without_query(beacon.url),
             referrer=without_query(beacon.referrer),
         ),
     )
-    try:
-        visits.put_visit(event)
-    except (ClientError, BotoCoreError) as error:
-        raise HistoryUnavailable("visit history unavailable") from error
-    return PageViewResult(outcome=outcome, history_written=True)
+    visits.put_visit(event)  # HistoryUnavailable (503) reaches the route: nothing claims it is kept
 
 
-def record_heartbeat(beacon: Beacon, *, tracker: VisitorTracker, now_ms: int) -> VisitOutcome:
-    """The visitor is still here; `not_present` tells the page to send a page view instead."""
-    try:
-        return tracker.update_visitor_activity(beacon.visit(), now_ms)
-    except RedisError as error:
-        raise LiveStateUnavailable("live state unavailable") from error
+def record_heartbeat(beacon: Beacon, *, live: LiveState, now_ms: int) -> Counted | Dropped:
+    """The visitor is still here; `active=False` tells the page to send a page view instead."""
+    outcome = live.update_visitor_activity(beacon.visit(), now_ms)
+    if outcome.status == "rate_limited":
+        return _rate_limited(now_ms)
+    return _counted(outcome)
 
 
-def record_leave(beacon: Beacon, *, tracker: VisitorTracker, now_ms: int) -> int:
+def record_leave(beacon: Beacon, *, live: LiveState, now_ms: int) -> int:
     """The page was hidden for good (pagehide). Returns the live count afterwards."""
     visitor = beacon.identity.visitor
-    try:
-        return tracker.remove_visitor(beacon.community.community_id, visitor.key, now_ms, user_id=visitor.user_id)
-    except RedisError as error:
-        raise LiveStateUnavailable("live state unavailable") from error
+    return live.remove_visitor(beacon.community.community_id, visitor.key, now_ms, user_id=visitor.user_id)

@@ -1,4 +1,4 @@
-"""The scheduled cleanup pass (design §7): stale visitors out, closed peaks into DynamoDB.
+"""The scheduled cleanup pass (README, "Cleanup"): stale visitors out, closed peaks into DynamoDB.
 
 Walks the active-community index shard by shard, claiming due communities in batches (a claim
 moves their due time one interval ahead, so two passes at once never take the same community and a
@@ -9,18 +9,31 @@ starts from the next shard (a cursor in Redis) and picks up whatever is still du
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel
 
-from community_tracker.models import Peak
+from community_tracker.models import CleanupResult, Peak
 from community_tracker.timeutil import MINUTE_MS
-from community_tracker.tracker import CleanupResult, VisitorTracker
 
 
 class PeakHistory(Protocol):
     def put_rollup(self, community_id: str, peak: Peak) -> None: ...
+
+
+class CleanupStore(Protocol):
+    """The live state as cleanup sees it (`redis.cleanup_index.CleanupIndex`)."""
+
+    index_shards: int
+
+    def next_cleanup_shard(self) -> int: ...
+    def claim_due_communities(self, shard: int, now_ms: int, limit: int, lease_ms: int) -> list[str]: ...
+    def cleanup_communities(self, community_ids: Sequence[str], now_ms: int) -> list[CleanupResult]: ...
+    def mark_peak_rolled(self, community_id: str, peak: Peak) -> None: ...
+    def schedule_community(self, community_id: str, due_ms: int) -> None: ...
+    def unindex_community(self, community_id: str) -> None: ...
+    def is_index_flag_set(self, community_id: str) -> bool: ...
 
 
 class CleanupReport(BaseModel):
@@ -33,7 +46,7 @@ class CleanupReport(BaseModel):
 
 
 def run_cleanup_pass(
-    tracker: VisitorTracker,
+    index: CleanupStore,
     peaks: PeakHistory,
     *,
     now_ms: int,
@@ -44,19 +57,19 @@ def run_cleanup_pass(
 ) -> CleanupReport:
     started = time.monotonic()
     report = CleanupReport()
-    first_shard = tracker.next_cleanup_shard()
-    for step in range(tracker.index_shards):
-        shard = (first_shard + step) % tracker.index_shards
+    first_shard = index.next_cleanup_shard()
+    for step in range(index.index_shards):
+        shard = (first_shard + step) % index.index_shards
         while True:
             if time_left_ms() < margin_ms:
                 report.duration_ms = int((time.monotonic() - started) * 1000)
                 return report
-            claimed = tracker.claim_due_communities(shard, now_ms, batch_size, interval_ms)
+            claimed = index.claim_due_communities(shard, now_ms, batch_size, interval_ms)
             if not claimed:
                 break
-            results = tracker.cleanup_communities(claimed, now_ms)
+            results = index.cleanup_communities(claimed, now_ms)
             for community_id, result in zip(claimed, results, strict=True):
-                _settle(tracker, peaks, community_id, result, report)
+                _settle(index, peaks, community_id, result, report)
             if len(claimed) < batch_size:
                 break
     report.completed = True
@@ -65,23 +78,23 @@ def run_cleanup_pass(
 
 
 def _settle(
-    tracker: VisitorTracker, peaks: PeakHistory, community_id: str, result: CleanupResult, report: CleanupReport
+    index: CleanupStore, peaks: PeakHistory, community_id: str, result: CleanupResult, report: CleanupReport
 ) -> None:
     report.communities_scanned += 1
     report.stale_removed += result.removed
     for peak in result.unrolled_peaks:
         # Written first, marked second: a pass that dies in between writes it again (idempotent).
         peaks.put_rollup(community_id, peak)
-        tracker.mark_peak_rolled(community_id, peak)
+        index.mark_peak_rolled(community_id, peak)
         report.rollups_written += 1
     if result.remaining:
         return
     report.communities_emptied += 1
     # An empty community stays indexed until its open peak buckets close, so they get rolled up.
     if result.open_bucket_end is None:
-        tracker.unindex_community(community_id)
+        index.unindex_community(community_id)
     else:
-        tracker.schedule_community(community_id, result.open_bucket_end)
+        index.schedule_community(community_id, result.open_bucket_end)
     # A visit may have re-registered it between the prune and the line above: keep it due then.
-    if tracker.is_index_flag_set(community_id):
-        tracker.schedule_community(community_id, 0)
+    if index.is_index_flag_set(community_id):
+        index.schedule_community(community_id, 0)

@@ -1,4 +1,4 @@
-"""Who is visiting (design §3): verified tokens for users, keyed hashes for anonymous browsers.
+"""Who is visiting (README, "Identity"): verified tokens for users, keyed hashes for anonymous browsers.
 
 A user id only ever comes from a verified token. Anonymous visitors are known by an HMAC of their
 browser id (or, without one, of the day, their IP and User-Agent), so a raw session or client id is
@@ -12,12 +12,13 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import jwt
 
-from community_tracker.aws import secret
+from community_tracker.aws.secrets import secret
+from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
+from community_tracker.factories import cached_factory
 from community_tracker.models import (
     DIVISION_ID_PATTERN,
     USER_ID_PATTERN,
@@ -31,14 +32,6 @@ from community_tracker.timeutil import bucket
 _DIVISION = re.compile(DIVISION_ID_PATTERN)
 _USER_ID = re.compile(USER_ID_PATTERN)
 _LEEWAY_SECONDS = 30
-
-
-class InvalidToken(Exception):
-    """A token was sent but cannot be trusted: the request is refused, never downgraded."""
-
-
-class IdentityProviderUnavailable(Exception):
-    """The JWKS endpoint could not be reached, so no RS256 token can be checked right now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +224,7 @@ def beacon_identity(
     )
 
 
-@lru_cache(maxsize=1)
+@cached_factory
 def get_token_verifier() -> TokenVerifier:
     settings = get_settings()
     return TokenVerifier(
@@ -245,7 +238,7 @@ def get_token_verifier() -> TokenVerifier:
     )
 
 
-@lru_cache(maxsize=1)
+@cached_factory
 def get_visitor_hasher() -> VisitorHasher:
     settings = get_settings()
     return VisitorHasher(secret(settings.hash_key, settings.hash_key_param))

@@ -1,4 +1,4 @@
-"""Live push (design §8): WebSocket subscribers per community, and the pusher that tells them.
+"""Live push (README, "Live push"): the pusher that tells each community's WebSocket subscribers.
 
 A beacon never waits on a push: it writes Redis and answers. The pusher runs beside it (a
 scheduled Lambda that ticks once a second for the length of its invocation, locally a thread),
@@ -13,30 +13,27 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from community_tracker.models import CrossDivisionStats, DivisionCount
-from community_tracker.redis_keys import CommunityKeys
-from community_tracker.redis_scripts import RedisClient
+from community_tracker.models import CrossDivisionStats, DivisionCount, Summary
 from community_tracker.timeutil import iso
-from community_tracker.tracker import VisitorTracker
-
-CONNECTION_TTL_MS = 2 * 3_600_000  # API Gateway closes a WebSocket after 2 hours anyway
-IDLE_TTL_MS = 10 * 60_000  # API Gateway's idle timeout; a ping refreshes it
-_COMMUNITIES_KEY = "{vt:live}:communities"  # zset: community with subscribers -> last subscription
-_PUSHER_LOCK_KEY = "{vt:live}:pusher"
 
 
-def _connection_key(connection_id: str) -> str:
-    return f"{{vt:live:conn:{connection_id}}}"  # the community the connection listens to
+class SummaryReader(Protocol):
+    def get_summary(self, community_id: str, now_ms: int, *, timeline_minutes: int = 60) -> Summary: ...
 
 
-def _subscribers_key(community_id: str) -> str:
-    return f"{CommunityKeys(community_id).tag}:subscribers"  # zset: connection id -> expiry (ms)
+class Subscriptions(Protocol):
+    """Who listens to which community, and the one-pusher-at-a-time lock."""
+
+    def communities(self) -> list[str]: ...
+    def connections(self, community_id: str, now_ms: int) -> list[str]: ...
+    def forget_community(self, community_id: str) -> None: ...
+    def unsubscribe(self, connection_id: str) -> None: ...
+    def acquire_pusher_lock(self, holder: str, ttl_ms: int) -> bool: ...
+    def release_pusher_lock(self, holder: str) -> None: ...
 
 
 class VisitorCountChanged(BaseModel):
@@ -56,57 +53,6 @@ class VisitorDivisionsUpdated(BaseModel):
     timestamp: str
 
 
-class ConnectionRegistry:
-    """Who listens to which community, in Redis, each connection with an expiry."""
-
-    def __init__(self, client: RedisClient) -> None:
-        self._client = client
-
-    def subscribe(self, connection_id: str, community_id: str, now_ms: int) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(_connection_key(connection_id), community_id, px=CONNECTION_TTL_MS)
-        pipe.zadd(_subscribers_key(community_id), {connection_id: now_ms + IDLE_TTL_MS})
-        pipe.zadd(_COMMUNITIES_KEY, {community_id: now_ms})
-        pipe.execute()
-
-    def touch(self, connection_id: str, now_ms: int) -> bool:
-        """A ping: the connection stays subscribed for another idle period. False: unknown."""
-        community_id = cast(str | None, self._client.get(_connection_key(connection_id)))
-        if community_id is None:
-            return False
-        self._client.zadd(_subscribers_key(community_id), {connection_id: now_ms + IDLE_TTL_MS}, xx=True)
-        return True
-
-    def unsubscribe(self, connection_id: str) -> None:
-        community_id = cast(str | None, self._client.get(_connection_key(connection_id)))
-        self._client.delete(_connection_key(connection_id))
-        if community_id is not None:
-            self._client.zrem(_subscribers_key(community_id), connection_id)
-
-    def connections(self, community_id: str, now_ms: int) -> list[str]:
-        """Live connections of a community; expired ones are dropped on the way."""
-        key = _subscribers_key(community_id)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zremrangebyscore(key, "-inf", now_ms)
-        pipe.zrange(key, 0, -1)
-        _removed, connections = pipe.execute()
-        return cast(list[str], connections)
-
-    def communities(self) -> list[str]:
-        return cast(list[str], self._client.zrange(_COMMUNITIES_KEY, 0, -1))
-
-    def forget_community(self, community_id: str) -> None:
-        self._client.zrem(_COMMUNITIES_KEY, community_id)
-
-    def acquire_pusher_lock(self, holder: str, ttl_ms: int) -> bool:
-        """One pusher at a time (scheduled invocations may overlap by a few seconds)."""
-        return bool(self._client.set(_PUSHER_LOCK_KEY, holder, nx=True, px=ttl_ms))
-
-    def release_pusher_lock(self, holder: str) -> None:
-        if self._client.get(_PUSHER_LOCK_KEY) == holder:
-            self._client.delete(_PUSHER_LOCK_KEY)
-
-
 class Poster(Protocol):
     def post(self, connection_id: str, data: bytes) -> bool:
         """Sends one message; False when the connection is gone (410) and must be pruned."""
@@ -122,8 +68,8 @@ class PushReport:
 
 @dataclass
 class LivePusher:
-    tracker: VisitorTracker
-    registry: ConnectionRegistry
+    tracker: SummaryReader
+    registry: Subscriptions
     poster: Poster
     _last: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -202,19 +148,3 @@ def run_pusher(
     finally:
         pusher.registry.release_pusher_lock(holder)
     return total
-
-
-class ManagementApiPoster:
-    """Posts through the API Gateway management API (`@connections`)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def post(self, connection_id: str, data: bytes) -> bool:
-        try:
-            self._client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == HTTPStatus.GONE:
-                return False
-            raise
-        return True

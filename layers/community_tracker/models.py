@@ -1,4 +1,5 @@
-"""Domain models: what a visit is, and every result shape of design §1 (field names exactly).
+"""Domain models: what a visit is, and every result shape of the seed's API (field names exactly,
+README "Seed operations").
 
 Nothing here knows about API Gateway, Redis or DynamoDB; the HTTP functions use these models as
 their response types, which is also where the OpenAPI schema comes from.
@@ -6,6 +7,7 @@ their response types, which is also where the OpenAPI schema comes from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -179,6 +181,22 @@ class Summary(Frozen):
     unique_visitors: UniqueVisitors
     timeline: list[TimelinePoint]
     timestamp: str
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupResult:
+    """What pruning one community did, and what its cleanup still owes it."""
+
+    removed: int
+    remaining: int
+    index_flag_cleared: bool
+    unrolled_peaks: list[Peak]  # closed buckets still in Redis, not yet written to history
+    open_bucket_end: int | None  # end of the earliest current bucket holding a peak
+
+
+def is_cross_division(visitor_division: str | None, community_division: str | None) -> bool:
+    """The one cross-division rule: both divisions known, and different."""
+    return bool(visitor_division and community_division and visitor_division != community_division)
 
 
 def percentage(part: int, whole: int) -> float:

@@ -7,11 +7,12 @@ SSM parameter holding it (`*_PARAM`, resolved through Powertools Parameters in A
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from community_tracker.factories import cached_factory
 
 
 class Settings(BaseSettings):
@@ -74,7 +75,7 @@ class Settings(BaseSettings):
         return value
 
 
-@lru_cache(maxsize=1)
+@cached_factory
 def get_settings() -> Settings:
     """The process's settings; tests clear this cache after changing the environment."""
     return Settings()

@@ -98,3 +98,8 @@ def hour_id(ms: int) -> str:
 @lru_cache(maxsize=128)
 def _hour(hour_number: int) -> str:
     return datetime.fromtimestamp(hour_number * 3600, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+def seconds(ms: int) -> int:
+    """Epoch seconds (Redis EXPIREAT) of epoch milliseconds."""
+    return ms // 1000

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from community_tracker.aws import aws_client
+from community_tracker.aws.clients import aws_client
+from community_tracker.factories import reset_factories
 from community_tracker.settings import get_settings
 from infra.aws_emulator import EmulatorProcess, start_moto_server
 from infra.redis_servers import RedisProcess, free_port
 from infra.tables import create_visits_table
-from tests.helpers import forget_factories
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def emulated_aws(
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    forget_factories()
+    reset_factories()
     create_visits_table(aws_client("dynamodb"), get_settings().table_name)
     yield table_name
-    forget_factories()
+    reset_factories()

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from community_tracker.aws import aws_client, dynamodb_resource
+from community_tracker.aws.clients import aws_client, dynamodb_resource
+from community_tracker.aws.stores import get_stores
 from community_tracker.models import Community, Peak, VisitEvent, VisitMetadata
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from community_tracker.timeutil import iso
 from infra.aws_emulator import EmulatorProcess
 from infra.tokens import mint_token

@@ -18,16 +18,18 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 
+from community_tracker.aws.stores import get_stores
 from community_tracker.cleanup import run_cleanup_pass
+from community_tracker.factories import reset_factories
 from community_tracker.models import Community
-from community_tracker.redis_keys import CommunityKeys
+from community_tracker.redis.cleanup_index import CleanupIndex
+from community_tracker.redis.keys import CommunityKeys
+from community_tracker.redis.live_state import get_tracker, tracker_for
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
-from community_tracker.tracker import VisitorTracker, get_tracker
 from infra.redis_servers import RedisProcess, start_redis
 from infra.tokens import mint_token
 from tests.builders import MINUTE, T0, anonymous, visit
-from tests.helpers import DYNAMODB_ERROR_TYPE, aws_error, beacon, forget_factories
+from tests.helpers import DYNAMODB_ERROR_TYPE, aws_error, beacon
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,11 +40,11 @@ def system(emulated_aws: str, own_redis: RedisProcess, monkeypatch: pytest.Monke
     monkeypatch.setenv("VT_REDIS_URL", own_redis.url)
     monkeypatch.setenv("VT_REDIS_SOCKET_TIMEOUT_SECONDS", "0.3")
     monkeypatch.setenv("VT_RATE_LIMIT_PER_MINUTE", "0")
-    forget_factories()
+    reset_factories()
     community = Community(community_id="faulty", slug="faulty", name="Faulty", division_id="quebec")
     get_stores().communities.put(community)
     yield community
-    forget_factories()
+    reset_factories()
 
 
 def bearer(user_id: str) -> dict[str, str]:
@@ -185,29 +187,29 @@ def test_dynamodb_throttling_and_errors_lose_nothing_and_duplicate_nothing(
 CLEANUP_SCRIPT = """
 import sys, time
 from community_tracker.cleanup import run_cleanup_pass
-from community_tracker.tracker import get_tracker
+from community_tracker.redis.cleanup_index import get_cleanup_index
 
 class Peaks:
     def put_rollup(self, community_id, peak):
         pass
 
-tracker = get_tracker()
-cleanup_communities = tracker.cleanup_communities
+index = get_cleanup_index()
+cleanup_communities = index.cleanup_communities
 
 def slowly(community_ids, now_ms):  # a slow pass, so that it can be killed half-way
     time.sleep(0.05)
     return cleanup_communities(community_ids, now_ms)
 
-tracker.cleanup_communities = slowly
+index.cleanup_communities = slowly
 print("started", flush=True)
-run_cleanup_pass(tracker, Peaks(), now_ms=int(sys.argv[1]), time_left_ms=lambda: 600_000, batch_size=20)
+run_cleanup_pass(index, Peaks(), now_ms=int(sys.argv[1]), time_left_ms=lambda: 600_000, batch_size=20)
 print("finished", flush=True)
 """
 
 
 def test_a_cleanup_pass_killed_half_way_leaves_nothing_wrong(own_redis: RedisProcess) -> None:
     client = own_redis.client()
-    tracker = VisitorTracker(client)
+    tracker = tracker_for(client)
     communities = [f"killed-{i:04d}" for i in range(400)]
     for community in communities:
         tracker.add_visitors([visit(community, anonymous(f"stale-{j}", "laval")) for j in range(20)], T0)
@@ -246,7 +248,7 @@ def test_a_cleanup_pass_killed_half_way_leaves_nothing_wrong(own_redis: RedisPro
         def put_rollup(self, community_id: str, peak: object) -> None:
             return None
 
-    result = run_cleanup_pass(VisitorTracker(client), Peaks(), now_ms=now + MINUTE, time_left_ms=lambda: 600_000)
+    result = run_cleanup_pass(CleanupIndex(client), Peaks(), now_ms=now + MINUTE, time_left_ms=lambda: 600_000)
     assert result.completed
     for community in communities:
         keys = CommunityKeys(community)

@@ -13,15 +13,17 @@ import pytest
 from redis import Redis
 
 from cleanup.handler import lambda_handler
+from community_tracker.aws.stores import get_stores
 from community_tracker.cleanup import CleanupReport, run_cleanup_pass
+from community_tracker.factories import reset_factories
 from community_tracker.models import Peak
-from community_tracker.redis_keys import CommunityKeys, index_key, index_shard
-from community_tracker.stores import get_stores
+from community_tracker.redis.cleanup_index import CleanupIndex, get_cleanup_index
+from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
+from community_tracker.redis.live_state import VisitorTracker, get_tracker, tracker_for
 from community_tracker.timeutil import DAY_MS, iso
-from community_tracker.tracker import VisitorTracker, get_tracker
 from infra.redis_servers import RedisProcess
 from tests.builders import MINUTE, T0, anonymous, user, visit
-from tests.helpers import LambdaContext, forget_factories, load_event
+from tests.helpers import LambdaContext, load_event
 
 WINDOW = 5 * MINUTE
 EVENT_TIME = T0 + 10 * MINUTE  # the sample event's `time`
@@ -32,11 +34,11 @@ TEMPLATE_TIMEOUT_MS = 60_000  # CleanupFunction's Timeout in template.yaml
 def cleanup_env(moto_table: str, own_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Redis]:
     monkeypatch.setenv("VT_REDIS_URL", own_redis.url)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "cleanup-test")
-    forget_factories()
+    reset_factories()
     client = own_redis.client()
     yield client
     client.close()
-    forget_factories()
+    reset_factories()
 
 
 class RecordingPeaks:
@@ -80,18 +82,18 @@ def test_emptied_community_waits_for_its_rollups_then_leaves_the_index(cleanup_e
     peaks = RecordingPeaks()
     tracker.add_visitor(visit("quiet", anonymous("a")), T0)
     tracker.add_visitor(visit("quiet", anonymous("b")), T0 + 1)
-    shard_key = index_key(index_shard("quiet", tracker.index_shards))
+    shard_key = index_key(index_shard("quiet", get_cleanup_index().index_shards))
 
     # Emptied today: kept in the index until the day bucket closes (midnight)
-    run_cleanup_pass(tracker, peaks, now_ms=T0 + WINDOW + 1, time_left_ms=deadline(60_000))
+    run_cleanup_pass(get_cleanup_index(), peaks, now_ms=T0 + WINDOW + 1, time_left_ms=deadline(60_000))
     midnight = T0 - T0 % DAY_MS + DAY_MS
     assert cleanup_env.zscore(shard_key, "quiet") == midnight
     assert peaks.writes == []
 
     # After midnight: yesterday's peak is written once, and the community waits for the week
     next_day = midnight + MINUTE
-    run_cleanup_pass(tracker, peaks, now_ms=next_day, time_left_ms=deadline(60_000))
-    run_cleanup_pass(tracker, peaks, now_ms=next_day + MINUTE, time_left_ms=deadline(60_000))
+    run_cleanup_pass(get_cleanup_index(), peaks, now_ms=next_day, time_left_ms=deadline(60_000))
+    run_cleanup_pass(get_cleanup_index(), peaks, now_ms=next_day + MINUTE, time_left_ms=deadline(60_000))
     assert peaks.writes == [("quiet", Peak(period="day", bucket="2031-03-05", count=2, reached_at=iso(T0 + 1)))]
     assert cleanup_env.zscore(shard_key, "quiet") is not None
 
@@ -106,7 +108,7 @@ def test_rollups_reach_dynamodb_once(cleanup_env: Redis) -> None:
     next_day = T0 + DAY_MS
 
     for _ in range(3):
-        run_cleanup_pass(tracker, get_stores().peaks, now_ms=next_day, time_left_ms=deadline(60_000))
+        run_cleanup_pass(get_cleanup_index(), get_stores().peaks, now_ms=next_day, time_left_ms=deadline(60_000))
 
     history = get_stores().peaks.rollups("rolled", "day", limit=10)
     assert history == [Peak(period="day", bucket="2031-03-05", count=1, reached_at=iso(T0))]
@@ -122,7 +124,8 @@ def test_a_rollup_never_lowers_a_stored_peak(cleanup_env: Redis) -> None:
 
 
 def test_a_pass_cut_short_by_the_deadline_is_finished_by_the_next(cleanup_env: Redis) -> None:
-    tracker = VisitorTracker(cleanup_env, index_shards=4)
+    tracker = tracker_for(cleanup_env, index_shards=4)
+    index = CleanupIndex(cleanup_env, index_shards=4)
     communities = [f"cut-{i}" for i in range(40)]
     for community in communities:
         tracker.add_visitors([visit(community, anonymous(f"s{j}")) for j in range(3)], T0)
@@ -130,9 +133,9 @@ def test_a_pass_cut_short_by_the_deadline_is_finished_by_the_next(cleanup_env: R
     budget = iter([10_000, 10_000, 0])  # room for two batches, then the deadline
 
     first = run_cleanup_pass(
-        tracker, RecordingPeaks(), now_ms=now, time_left_ms=lambda: next(budget, 0), batch_size=5, margin_ms=1
+        index, RecordingPeaks(), now_ms=now, time_left_ms=lambda: next(budget, 0), batch_size=5, margin_ms=1
     )
-    second = run_cleanup_pass(tracker, RecordingPeaks(), now_ms=now + 1, time_left_ms=deadline(60_000))
+    second = run_cleanup_pass(index, RecordingPeaks(), now_ms=now + 1, time_left_ms=deadline(60_000))
 
     assert first.completed is False
     assert first.communities_scanned == 10
@@ -153,7 +156,9 @@ def test_two_passes_at_once_never_double_decrement(cleanup_env: Redis) -> None:
 
     def one_pass() -> None:
         reports.append(
-            run_cleanup_pass(tracker, RecordingPeaks(), now_ms=now, time_left_ms=deadline(60_000), batch_size=7)
+            run_cleanup_pass(
+                get_cleanup_index(), RecordingPeaks(), now_ms=now, time_left_ms=deadline(60_000), batch_size=7
+            )
         )
 
     threads = [threading.Thread(target=one_pass) for _ in range(2)]
@@ -180,7 +185,7 @@ def clone_community(redis: Redis, tracker: VisitorTracker, source: str, targets:
         for index, dumped in dumps:
             if dumped is not None:
                 pipe.restore(target_keys[index], 0, dumped, replace=True)
-        pipe.zadd(index_key(index_shard(target, tracker.index_shards)), {target: 0})
+        pipe.zadd(index_key(index_shard(target, get_cleanup_index().index_shards)), {target: 0})
     pipe.execute()
 
 
@@ -191,7 +196,9 @@ def test_ten_thousand_communities_of_fifty_in_one_pass(cleanup_env: Redis, own_r
     tracker.add_visitors([visit("big-00000", anonymous(f"s{j:02d}", "laval")) for j in range(50)], T0)
     clone_community(Redis.from_url(own_redis.url), tracker, "big-00000", [f"big-{i:05d}" for i in range(1, 10_000)])
 
-    report = run_cleanup_pass(tracker, RecordingPeaks(), now_ms=T0 + WINDOW, time_left_ms=deadline(TEMPLATE_TIMEOUT_MS))
+    report = run_cleanup_pass(
+        get_cleanup_index(), RecordingPeaks(), now_ms=T0 + WINDOW, time_left_ms=deadline(TEMPLATE_TIMEOUT_MS)
+    )
 
     assert report.completed is True
     assert report.communities_scanned == 10_000

@@ -18,15 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from community_tracker.identity import (
-    IdentityProviderUnavailable,
-    InvalidToken,
-    TokenVerifier,
-    VisitorHasher,
-    beacon_identity,
-    bearer_token,
-    location_division,
-)
+from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
+from community_tracker.identity import TokenVerifier, VisitorHasher, beacon_identity, bearer_token, location_division
 from community_tracker.settings import Settings
 from infra.redis_servers import free_port
 from tests.builders import T0

@@ -8,9 +8,9 @@ import pytest
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from community_tracker.redis_client import create_redis_client
+from community_tracker.redis.client import create_redis_client
+from community_tracker.redis.live_state import tracker_for
 from community_tracker.settings import Settings
-from community_tracker.tracker import VisitorTracker
 from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_redis
 from tests.builders import T0, anonymous, visit
 
@@ -23,7 +23,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess
 
 
 def _records_a_visit(client: Redis | RedisCluster) -> bool:
-    tracker = VisitorTracker(client)
+    tracker = tracker_for(client)
     community = f"factory-{T0}"
     return tracker.add_visitor(visit(community, anonymous("s1")), T0).status in {"counted", "duplicate"}
 

@@ -11,9 +11,10 @@ from redis.cluster import RedisCluster
 from redis.connection import Connection
 
 from community_tracker.models import CrossDivisionPair, DivisionCount, VisitorIdentity
-from community_tracker.redis_keys import CommunityKeys, index_key, index_shard
+from community_tracker.redis.cleanup_index import CleanupIndex
+from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
+from community_tracker.redis.live_state import VisitorTracker, tracker_for
 from community_tracker.timeutil import iso, to_ms
-from community_tracker.tracker import VisitorTracker
 from infra.redis_servers import RedisProcess
 from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
 
@@ -207,7 +208,7 @@ def test_duplicate_event_id_changes_nothing(tracker: VisitorTracker, community_i
 
 
 def test_rate_limit_per_client(redis_client: Redis | RedisCluster, community_id: str) -> None:
-    tracker = VisitorTracker(redis_client, rate_limit_per_minute=3)
+    tracker = tracker_for(redis_client, rate_limit_per_minute=3)
     minute_start = T0 - T0 % MINUTE
     statuses = [
         tracker.add_visitor(visit(community_id, anonymous(f"s{i}"), client_key="client-a"), minute_start + i).status
@@ -354,11 +355,13 @@ def test_summary_carries_every_aggregate(tracker: VisitorTracker, community_id: 
     assert summary.timeline[-1].visitors == 2
 
 
-def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(tracker: VisitorTracker, community_id: str) -> None:
+def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(
+    tracker: VisitorTracker, cleanup_index: CleanupIndex, community_id: str
+) -> None:
     tracker.add_visitor(visit(community_id, user("old", "laval")), T0)
     tracker.add_visitor(visit(community_id, anonymous("new", "montreal")), T0 + 3 * MINUTE)
 
-    result = tracker.cleanup_stale_visitors(community_id, T0 + WINDOW)
+    result = cleanup_index.cleanup_stale_visitors(community_id, T0 + WINDOW)
 
     assert (result.removed, result.remaining, result.index_flag_cleared) == (1, 1, False)
     keys = CommunityKeys(community_id)
@@ -369,25 +372,27 @@ def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(tracker: VisitorT
     assert client.hkeys(keys.visitors) == [anonymous("new").key]
 
     # A second pass at the same time finds nothing more to remove (no double decrement)
-    assert tracker.cleanup_stale_visitors(community_id, T0 + WINDOW).removed == 0
-    emptied = tracker.cleanup_stale_visitors(community_id, T0 + 8 * MINUTE)
+    assert cleanup_index.cleanup_stale_visitors(community_id, T0 + WINDOW).removed == 0
+    emptied = cleanup_index.cleanup_stale_visitors(community_id, T0 + 8 * MINUTE)
     assert (emptied.removed, emptied.remaining, emptied.index_flag_cleared) == (1, 0, True)
     assert client.exists(keys.live, keys.visitors, keys.counts, keys.divisions, keys.pairs) == 0
 
 
-def test_first_visit_registers_the_community_in_its_index_shard(tracker: VisitorTracker, community_id: str) -> None:
-    shard = index_shard(community_id, tracker.index_shards)
-    assert community_id not in tracker.indexed_communities(shard)
+def test_first_visit_registers_the_community_in_its_index_shard(
+    tracker: VisitorTracker, cleanup_index: CleanupIndex, community_id: str
+) -> None:
+    shard = index_shard(community_id, cleanup_index.index_shards)
+    assert community_id not in cleanup_index.indexed_communities(shard)
 
     tracker.add_visitor(visit(community_id, anonymous("s1")), T0)
 
-    assert tracker.indexed_communities(shard)[community_id] == 0
-    assert tracker.is_index_flag_set(community_id)
+    assert cleanup_index.indexed_communities(shard)[community_id] == 0
+    assert cleanup_index.is_index_flag_set(community_id)
     assert tracker.client.zscore(index_key(shard), community_id) == 0
 
 
 def test_noscript_is_recovered(redis_client: Redis | RedisCluster, community_id: str) -> None:
-    tracker = VisitorTracker(redis_client)
+    tracker = tracker_for(redis_client)
     tracker.add_visitor(visit(community_id, user("u1")), T0)
 
     # The script cache is emptied (a restart, a failover to a node that never saw the script)
@@ -402,7 +407,7 @@ def test_recording_a_visit_is_one_round_trip(
     redis_server: RedisProcess, community_id: str, visitor: VisitorIdentity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On one node, a page view is one EVALSHA; a user's per-user set rides in the same pipeline."""
-    tracker = VisitorTracker(Redis.from_url(redis_server.url, decode_responses=True))
+    tracker = tracker_for(Redis.from_url(redis_server.url, decode_responses=True))
     for i in range(50):
         tracker.add_visitor(visit(community_id, anonymous(f"warm-{i}")), T0 + i)
     sent: list[bytes] = []

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from community_tracker.models import VisitorIdentity, percentage
-from community_tracker.redis_scripts import RedisClient
+from community_tracker.redis.cleanup_index import CleanupIndex
+from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from community_tracker.redis.scripts import RedisClient
 from community_tracker.timeutil import PERIODS, bucket, iso
-from community_tracker.tracker import VisitorTracker
 from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
 
 WINDOW_MS = 5 * MINUTE
@@ -127,7 +128,9 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule()
     def cleanup(self) -> None:
         before = len(self.model.visitors)
-        result = self.tracker.cleanup_stale_visitors(self.community_id, self.now)
+        result = CleanupIndex(self.tracker.client, window_seconds=WINDOW_MS // 1000).cleanup_stale_visitors(
+            self.community_id, self.now
+        )
         self.model.prune(self.now)
         assert result.remaining == len(self.model.visitors)
         assert result.removed <= before
@@ -200,7 +203,7 @@ class TrackerMachine(RuleBasedStateMachine):
 
 
 def test_tracker_matches_the_reference_model(redis_client: RedisClient) -> None:
-    tracker = VisitorTracker(redis_client, window_seconds=WINDOW_MS // 1000, dedup_seconds=3600)
+    tracker = tracker_for(redis_client, window_seconds=WINDOW_MS // 1000, dedup_seconds=3600)
     # Users are shared by every run; their per-user sets are checked through is_user_visiting,
     # which reads the community itself, so runs cannot disturb each other.
     machine = type("BoundTrackerMachine", (TrackerMachine,), {"tracker": tracker})

@@ -31,8 +31,8 @@ def test_sam_build_makes_the_layer_and_the_functions(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
     layer = build_dir / "SharedLayer" / "python"
-    assert (layer / "community_tracker" / "tracker.py").is_file()
-    assert list((layer / "community_tracker" / "lua").glob("*.lua")), "the Lua scripts are package data"
+    assert (layer / "community_tracker" / "redis" / "live_state.py").is_file()
+    assert list((layer / "community_tracker" / "redis" / "lua").glob("*.lua")), "the Lua scripts are package data"
     assert (layer / "redis").is_dir()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert (layer / "pydantic_core").is_dir()

@@ -8,8 +8,8 @@ from pathlib import Path
 import jwt
 import pytest
 
+from community_tracker.aws.stores import get_stores
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from infra.cli import main
 
 

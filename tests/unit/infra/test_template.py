@@ -32,8 +32,8 @@ SAM_MANAGED_POLICIES = {
     "AWSLambdaVPCAccessExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
 }
 
-# Exactly what each function does with the table and the secrets (see layers/community_tracker/
-# stores.py and aws.py); a new call means a deliberate change here and in the template.
+# Exactly what each function does with the table and the secrets (see layers/community_tracker/aws/
+# stores.py and secrets.py); a new call means a deliberate change here and in the template.
 EXPECTED_ACTIONS = {
     "TrackVisitFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "ssm:GetParameter"},
     "StatsFunction": {
@@ -267,7 +267,7 @@ def test_layer_is_built_from_layers_for_the_functions_runtime(template: dict[str
     assert function_globals["Architectures"] == ["arm64"]
     assert function_globals["Layers"] == [{"Ref": "SharedLayer"}]
     assert (ROOT / "layers" / "requirements.txt").is_file()
-    assert (ROOT / "layers" / "community_tracker" / "tracker.py").is_file()
+    assert (ROOT / "layers" / "community_tracker" / "redis" / "live_state.py").is_file()
     for logical_id, properties in functions(template).items():
         assert "Runtime" not in properties, f"{logical_id} overrides the Globals runtime"
         assert "Layers" not in properties, f"{logical_id} overrides the Globals layers"

@@ -10,20 +10,18 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-from community_tracker.live import (
-    IDLE_TTL_MS,
-    ConnectionRegistry,
-    LivePusher,
-    ManagementApiPoster,
-    run_pusher,
-)
+from community_tracker.aws.connections import ManagementApiPoster
+from community_tracker.factories import reset_factories
+from community_tracker.live import LivePusher, run_pusher
 from community_tracker.models import Community
+from community_tracker.redis.keys import SUBSCRIPTION_IDLE_MS
+from community_tracker.redis.live_state import get_tracker
+from community_tracker.redis.subscriptions import ConnectionRegistry
 from community_tracker.settings import get_settings
-from community_tracker.tracker import get_tracker
 from infra.tokens import mint_token
 from live.handler import lambda_handler
 from tests.builders import SECOND, T0, anonymous, user, visit
-from tests.helpers import LambdaContext, aws_error, forget_factories
+from tests.helpers import LambdaContext, aws_error
 
 
 class RecordingPoster:
@@ -105,7 +103,7 @@ def test_connect_refusals(
 
 def test_public_counts_allow_connecting_without_a_token(community: Community, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VT_PUBLIC_COUNTS", "true")
-    forget_factories()
+    reset_factories()
 
     assert connect(community.community_id, None)["statusCode"] == 200
 
@@ -125,9 +123,9 @@ def test_ping_keeps_a_connection_and_disconnect_removes_it(community: Community,
 def test_idle_connections_expire(community: Community, registry: ConnectionRegistry) -> None:
     registry.subscribe("idle", community.community_id, T0)
     registry.subscribe("pinged", community.community_id, T0)
-    registry.touch("pinged", T0 + IDLE_TTL_MS - SECOND)
+    registry.touch("pinged", T0 + SUBSCRIPTION_IDLE_MS - SECOND)
 
-    assert registry.connections(community.community_id, T0 + IDLE_TTL_MS) == ["pinged"]
+    assert registry.connections(community.community_id, T0 + SUBSCRIPTION_IDLE_MS) == ["pinged"]
 
 
 # -- the pusher --------------------------------------------------------------------------------

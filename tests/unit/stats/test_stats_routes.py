@@ -7,16 +7,17 @@ from typing import Any
 
 import pytest
 
+from community_tracker.aws.stores import get_stores
+from community_tracker.factories import reset_factories
 from community_tracker.models import Community, Peak, VisitEvent, VisitMetadata
+from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
 from community_tracker.timeutil import iso
-from community_tracker.tracker import get_tracker
 from infra.openapi import spec_is_current
 from infra.tokens import mint_token
 from stats.handler import lambda_handler
 from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
-from tests.helpers import HttpAnswer, api_request, call, forget_factories
+from tests.helpers import HttpAnswer, api_request, call
 
 ADMIN = "admin-1"
 
@@ -250,7 +251,7 @@ def test_aggregates_need_a_token_by_default(busy: Community, suffix: str) -> Non
 
 def test_public_counts_open_aggregates_but_not_lists(busy: Community, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VT_PUBLIC_COUNTS", "true")
-    forget_factories()
+    reset_factories()
 
     assert community_get(busy, "stats", headers={}).status == 200
     assert community_get(busy, "visitors", headers={}).status == 401
@@ -357,7 +358,7 @@ def test_badge_exists_only_with_public_counts(busy: Community, monkeypatch: pyte
     assert badge(busy).status == 404
 
     monkeypatch.setenv("VT_PUBLIC_COUNTS", "true")
-    forget_factories()
+    reset_factories()
     as_json = badge(busy)
     as_svg = badge(busy, "format=svg")
 

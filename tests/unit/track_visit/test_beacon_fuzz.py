@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from community_tracker.models import Community
-from community_tracker.redis_keys import CommunityKeys
+from community_tracker.redis.keys import CommunityKeys
 from community_tracker.settings import get_settings
 from infra.redis_servers import RedisProcess
 from infra.tokens import mint_token

@@ -12,11 +12,12 @@ from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 from redis import Redis
 
+from community_tracker.aws.stores import get_stores
+from community_tracker.factories import reset_factories
 from community_tracker.models import Community
-from community_tracker.redis_keys import CommunityKeys
+from community_tracker.redis.keys import CommunityKeys
+from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
-from community_tracker.stores import get_stores
-from community_tracker.tracker import get_tracker
 from infra.redis_servers import RedisProcess
 from infra.tokens import mint_token
 from tests.builders import MINUTE, T0
@@ -27,7 +28,6 @@ from tests.helpers import (
     aws_error,
     beacon,
     call,
-    forget_factories,
     load_event,
 )
 from track_visit.handler import lambda_handler
@@ -359,7 +359,7 @@ def test_rate_limit_answers_429_with_retry_after(
     community: Community, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VT_RATE_LIMIT_PER_MINUTE", "2")
-    forget_factories()
+    reset_factories()
     answers = [
         beacon(
             community.community_id,
@@ -404,7 +404,7 @@ def test_debug_explains_without_counting(community: Community, redis: Redis) -> 
 def redis_down(function_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VT_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("VT_REDIS_SOCKET_TIMEOUT_SECONDS", "0.2")
-    forget_factories()
+    reset_factories()
 
 
 def test_redis_down_keeps_the_authenticated_event(community: Community, redis_down: None) -> None:

@@ -1,25 +1,29 @@
-"""DynamoDB stores (design §5): communities, visit events and peak rollups in one table.
+"""DynamoDB stores (README, "Data model"): communities, visit events and peak rollups in one table.
 
 Each store is a small class over the table, built by a cached factory on first use; the domain
-takes them as parameters, so tests pass moto- or emulator-backed ones.
+takes them as parameters, so tests pass moto- or emulator-backed ones. botocore's errors end here:
+the visit and peak stores raise `HistoryUnavailable`, the community store `DirectoryUnavailable`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from community_tracker.aws import dynamodb_resource
+from community_tracker.aws.clients import dynamodb_resource
+from community_tracker.errors import DirectoryUnavailable, HistoryUnavailable, InvalidCursor
+from community_tracker.factories import cached_factory
 from community_tracker.models import Community, Peak, VisitEvent, VisitHistoryPage, VisitMetadata
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import Period
@@ -29,10 +33,28 @@ if TYPE_CHECKING:
 
 USER_INDEX = "ByUser"
 _META = "META"
+_AWS_ERRORS = (ClientError, BotoCoreError)
 
 
-class InvalidCursor(ValueError):
-    """A pagination cursor that this API did not hand out."""
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _history_errors(method: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _translated(HistoryUnavailable, "visit history"):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def _translated(domain_error: type[Exception], what: str) -> Iterator[None]:
+    try:
+        yield
+    except _AWS_ERRORS as error:
+        raise domain_error(f"{what} unavailable ({type(error).__name__})") from error
 
 
 def _community_pk(community_id: str) -> str:
@@ -79,7 +101,8 @@ class DynamoCommunityStore:
         self._table = table
 
     def get(self, community_id: str) -> Community | None:
-        item = self._table.get_item(Key={"PK": _community_pk(community_id), "SK": _META}).get("Item")
+        with _translated(DirectoryUnavailable, "community directory"):
+            item = self._table.get_item(Key={"PK": _community_pk(community_id), "SK": _META}).get("Item")
         if item is None:
             return None
         return Community(
@@ -90,19 +113,25 @@ class DynamoCommunityStore:
         )
 
     def put(self, community: Community) -> None:
-        self._table.put_item(
-            Item={
-                "PK": _community_pk(community.community_id),
-                "SK": _META,
-                "entity": "community",
-                **community.model_dump(),
-            }
-        )
+        with _translated(DirectoryUnavailable, "community directory"):
+            self._table.put_item(
+                Item={
+                    "PK": _community_pk(community.community_id),
+                    "SK": _META,
+                    "entity": "community",
+                    **community.model_dump(),
+                }
+            )
 
 
 class CachedCommunityStore:
     """Keeps looked-up communities for a short time; unknown ids for a shorter one, so a flood of
-    random ids costs one read each per container, and a newly registered community soon shows."""
+    random ids costs one read each per container, and a newly registered community soon shows.
+
+    While the directory is down, a community looked up before is served from the cache (and not
+    asked for again for `outage_backoff_seconds`), so beacons of known communities never wait on
+    DynamoDB; only an id never seen answers 503.
+    """
 
     def __init__(
         self,
@@ -112,7 +141,9 @@ class CachedCommunityStore:
         unknown_ttl_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 10_000,
+        outage_backoff_seconds: float = 15.0,
     ) -> None:
+        self._outage_backoff = outage_backoff_seconds
         self._store = store
         self._ttl = ttl_seconds
         self._unknown_ttl = min(unknown_ttl_seconds, ttl_seconds)
@@ -125,7 +156,13 @@ class CachedCommunityStore:
         cached = self._entries.get(community_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        community = self._store.get(community_id)
+        try:
+            community = self._store.get(community_id)
+        except DirectoryUnavailable:
+            if cached is None:
+                raise
+            self._entries[community_id] = (now + self._outage_backoff, cached[1])
+            return cached[1]
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
         self._entries[community_id] = (now + (self._ttl if community else self._unknown_ttl), community)
@@ -146,10 +183,6 @@ def _visit_from_item(item: dict[str, Any]) -> VisitEvent:
     )
 
 
-class VisitStore(Protocol):
-    def put_visit(self, event: VisitEvent) -> bool: ...
-
-
 class DynamoVisitStore:
     """`community_visit` events: by community (table) and by user (the ByUser index)."""
 
@@ -160,6 +193,7 @@ class DynamoVisitStore:
         self._table = table
         self._retention_seconds = retention_days * 86_400
 
+    @_history_errors
     def put_visit(self, event: VisitEvent) -> bool:
         """Writes the event unless an item with its key exists. False: it was already there."""
         sort_key = _visit_sk(event.timestamp, event.event_id)
@@ -190,6 +224,7 @@ class DynamoVisitStore:
         query = {"IndexName": USER_INDEX, "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id))}
         return self._page(query, self._INDEX_KEYS, limit, cursor)
 
+    @_history_errors
     def _page(self, query: dict[str, Any], cursor_keys: set[str], limit: int, cursor: str | None) -> VisitHistoryPage:
         start = decode_cursor(cursor, cursor_keys)
         if start is not None:
@@ -209,6 +244,7 @@ class DynamoVisitStore:
             if cursor is None:
                 return
 
+    @_history_errors
     def delete_user_visits(self, user_id: str) -> int:
         """Erases every visit event of the user; returns how many."""
         deleted = 0
@@ -230,6 +266,7 @@ class DynamoPeakStore:
     def __init__(self, table: Table) -> None:
         self._table = table
 
+    @_history_errors
     def put_rollup(self, community_id: str, peak: Peak) -> None:
         """Idempotent, and never lowers a stored peak (two cleanups may write the same bucket)."""
         try:
@@ -246,6 +283,7 @@ class DynamoPeakStore:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
+    @_history_errors
     def rollups(self, community_id: str, period: Period, *, limit: int) -> list[Peak]:
         """Newest bucket first."""
         response = self._table.query(
@@ -271,7 +309,7 @@ class Stores:
     peaks: DynamoPeakStore
 
 
-@lru_cache(maxsize=1)
+@cached_factory
 def get_stores() -> Stores:
     settings = get_settings()
     table = dynamodb_resource().Table(settings.table_name)

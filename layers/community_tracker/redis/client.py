@@ -10,7 +10,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 
-from community_tracker.redis_scripts import RedisClient
+from community_tracker.redis.scripts import RedisClient
 from community_tracker.settings import Settings
 
 

@@ -1,14 +1,13 @@
-"""AWS clients and secrets, built on first use and reused for the life of the process."""
+"""boto3 clients, built on first use and reused for the life of the process."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
+from community_tracker.factories import cached_factory
 from community_tracker.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -39,12 +38,12 @@ def _session_kwargs(settings: Settings, service: str) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=1)
+@cached_factory
 def dynamodb_resource() -> DynamoDBServiceResource:
     return boto3.resource("dynamodb", **_session_kwargs(get_settings(), "dynamodb"))
 
 
-@lru_cache(maxsize=8)
+@cached_factory
 def aws_client(service: str) -> Any:
     return boto3.client(service, **_session_kwargs(get_settings(), service))  # type: ignore[call-overload]
 
@@ -55,22 +54,3 @@ def aws_client_at(service: str, endpoint_url: str | None) -> Any:
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     return boto3.client(service, **kwargs)  # type: ignore[call-overload]
-
-
-@lru_cache(maxsize=1)
-def _ssm_provider() -> SSMProvider:
-    return SSMProvider(boto3_client=aws_client("ssm"))
-
-
-def secret(value: str, parameter_name: str | None) -> str:
-    """A secret from its SSM parameter when one is named (cached 5 minutes), else the value itself."""
-    if parameter_name is None:
-        return value
-    return str(_ssm_provider().get(parameter_name, decrypt=True, max_age=300))
-
-
-def reset_aws_clients() -> None:
-    """Forgets the cached clients (tests that switch between moto and the emulator)."""
-    dynamodb_resource.cache_clear()
-    aws_client.cache_clear()
-    _ssm_provider.cache_clear()

@@ -1,7 +1,8 @@
 -- Every aggregate of one community, exact (stale visitors are pruned first), in one round trip.
 -- KEYS[6..8] peak day/week/month, [9..11] unique visitors day/week/month, [12..] series hours.
--- ARGV: 1 cutoff_ms.
-prune(ARGV[1])
+-- Contract: scripts.ReadStateArgs.
+local cutoff_ms = ARGV[1]
+prune(cutoff_ms)
 local series = {}
 for i = 12, #KEYS do
   series[#series + 1] = redis.call('HGETALL', KEYS[i])

@@ -1,6 +1,11 @@
--- Shared prelude of every script that touches one community (prepended by scripts.py).
--- KEYS[1..5] are always that community's live state; all its keys share the hash tag {c:<id>}.
-local LIVE, VISITORS, COUNTS, DIVISIONS, PAIRS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Shared prelude of every script that touches one community (prepended by redis/scripts.py).
+-- KEYS[1..5] are always that community's live state (scripts.CommunityState); all of its keys
+-- share the hash tag {c:<id>}.
+local LIVE = KEYS[1]
+local VISITORS = KEYS[2]
+local COUNTS = KEYS[3]
+local DIVISIONS = KEYS[4]
+local PAIRS = KEYS[5]
 
 -- Derived counters only ever move through here, so a field at zero disappears.
 local function bump(key, field, delta)

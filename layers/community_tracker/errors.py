@@ -1,0 +1,52 @@
+"""Every failure the rules can name, in one place.
+
+Adapters translate their drivers' errors into these (Redis → `LiveStateUnavailable`, DynamoDB →
+`HistoryUnavailable` / `DirectoryUnavailable`), so the rules import neither `redis` nor
+`botocore`; `http/errors.py` and the WebSocket function map each to its status once.
+"""
+
+from __future__ import annotations
+
+
+class LiveStateUnavailable(Exception):
+    """Redis cannot be reached (or refused the write): the live state was not read or updated."""
+
+
+class HistoryUnavailable(Exception):
+    """DynamoDB did not take or return visit history after retries: nothing may claim it is kept."""
+
+
+class DirectoryUnavailable(Exception):
+    """The registered communities cannot be read and the community was never seen before."""
+
+
+class SecretUnavailable(Exception):
+    """A secret (signing key, hash key) could not be read from its parameter store."""
+
+
+class UnknownCommunity(LookupError):
+    """The community id is not registered: unknown ids never create keys."""
+
+    def __init__(self, community_id: str) -> None:
+        super().__init__(f"community {community_id} is not registered")
+        self.community_id = community_id
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this API did not hand out."""
+
+
+class InvalidToken(Exception):
+    """A token was sent but cannot be trusted: the request is refused, never downgraded."""
+
+
+class IdentityProviderUnavailable(Exception):
+    """The JWKS endpoint could not be reached, so no RS256 token can be checked right now."""
+
+
+class TokenRequired(Exception):
+    """The request needs a verified caller and came without a token."""
+
+
+class Forbidden(Exception):
+    """The verified caller may not do this."""

@@ -1,0 +1,1 @@
+"""HTTP adapter shared by both HTTP functions: resolver, error answers, the caller's identity."""

@@ -1,0 +1,16 @@
+-- One page of live visitors, most recent activity first. Contract: scripts.ListVisitorsArgs.
+local cutoff_ms = ARGV[1]
+local offset = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+-- Returns {live count, {member, score, ...}, {record, ...}}.
+prune(cutoff_ms)
+local page = redis.call('ZRANGE', LIVE, offset, offset + limit - 1, 'REV', 'WITHSCORES')
+local members = {}
+for i = 1, #page, 2 do
+  members[#members + 1] = page[i]
+end
+local records = {}
+if #members > 0 then
+  records = redis.call('HMGET', VISITORS, unpack(members))
+end
+return {redis.call('ZCARD', LIVE), page, records}

@@ -1,0 +1,249 @@
+"""The Lua scripts, their contracts, and how they are called (by SHA, with `NOSCRIPT` recovered).
+
+Each script's KEYS and ARGV are declared once here, as a dataclass whose fields are in order;
+the script unpacks them into locals of the same names on its first lines, one line per index,
+and `tests/component/redis/test_script_contracts.py` checks the two agree.
+
+Hand-written rather than redis-py's `register_script`: its `Script` re-checks `SCRIPT EXISTS` on
+every pipeline execution (an extra round trip), and cluster pipelines refuse `EVALSHA` altogether.
+Here the SHA is computed locally, the script is loaded the first time a node answers `NOSCRIPT`
+(a new node, a failover, a `SCRIPT FLUSH`), and the call is retried once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from functools import cache
+from importlib.resources import files
+from typing import Any, ClassVar
+
+from redis import Redis
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+RedisClient = Redis | RedisCluster
+Arg = str | int | float
+
+# Scripts that work on one community start with the shared prelude (its keys and helpers).
+COMMUNITY_SCRIPTS = ("record", "remove", "prune", "read_state", "list_visitors")
+INDEX_SCRIPTS = ("claim_due",)
+
+
+class Contract:
+    """A script's KEYS or ARGV: dataclass fields in order; None fields (optional keys) last."""
+
+    script: ClassVar[str]
+
+    def values(self) -> list[Any]:
+        return [value for value in astuple(self) if value is not None]  # type: ignore[call-overload]
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [field.name for field in fields(cls)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityState(Contract):
+    """KEYS[1..5] of every community script (the prelude, `community.lua`)."""
+
+    script: ClassVar[str] = "community"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKeys(Contract):
+    script: ClassVar[str] = "record"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    peak_day: str
+    peak_week: str
+    peak_month: str
+    unique_day: str
+    unique_week: str
+    unique_month: str
+    pair_history: str
+    series: str
+    drops: str
+    event: str
+    rate: str
+    user_communities: str | None = None  # single node only: a cluster keeps it in another slot
+
+
+@dataclass(frozen=True, slots=True)
+class RecordArgs(Contract):
+    script: ClassVar[str] = "record"
+    now_ms: int
+    cutoff_ms: int
+    member: str
+    pages: int  # 0 or 1
+    must_be_present: int  # 1: a heartbeat, which never creates a visitor
+    is_authenticated: int
+    community_division: str
+    visitor_division: str
+    user_id: str
+    merge_member: str  # the same person's anonymous entry, folded in on login ('' none)
+    has_event_id: int
+    dedup_seconds: int
+    rate_limit: int  # beacons per client per minute, 0 off
+    minute: int
+    day_expire_at: int
+    week_expire_at: int
+    month_expire_at: int
+    series_expire_at: int
+    history_expire_at: int
+    community_id: str
+    user_set_ttl_ms: int
+    rate_counter_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveKeys(Contract):
+    script: ClassVar[str] = "remove"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    user_communities: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveArgs(Contract):
+    script: ClassVar[str] = "remove"
+    cutoff_ms: int
+    member: str
+    community_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PruneKeys(Contract):
+    script: ClassVar[str] = "prune"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    series: str
+    closed_peak_yesterday: str
+    closed_peak_day_before: str
+    closed_peak_last_week: str
+    closed_peak_last_month: str
+    peak_day: str
+    peak_week: str
+    peak_month: str
+
+
+@dataclass(frozen=True, slots=True)
+class PruneArgs(Contract):
+    script: ClassVar[str] = "prune"
+    cutoff_ms: int
+    minute: int
+    series_expire_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStateArgs(Contract):
+    """KEYS of read_state: the state, peaks and unique sketches of day/week/month, then any
+    number of series hours."""
+
+    script: ClassVar[str] = "read_state"
+    cutoff_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListVisitorsArgs(Contract):
+    script: ClassVar[str] = "list_visitors"
+    cutoff_ms: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDueKeys(Contract):
+    script: ClassVar[str] = "claim_due"
+    index: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDueArgs(Contract):
+    script: ClassVar[str] = "claim_due"
+    now_ms: int
+    limit: int
+    due_ms: int
+
+
+KEY_CONTRACTS: tuple[type[Contract], ...] = (CommunityState, RecordKeys, RemoveKeys, PruneKeys, ClaimDueKeys)
+ARG_CONTRACTS: tuple[type[Contract], ...] = (
+    RecordArgs,
+    RemoveArgs,
+    PruneArgs,
+    ReadStateArgs,
+    ListVisitorsArgs,
+    ClaimDueArgs,
+)
+
+
+def read_script(name: str) -> str:
+    return (files("community_tracker.redis") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def script_source(name: str) -> str:
+    body = read_script(name)
+    return read_script("community") + "\n" + body if name in COMMUNITY_SCRIPTS else body
+
+
+class LuaScripts:
+    """Runs the project's scripts on a single node: batches go in one pipeline."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._shas = {
+            name: hashlib.sha1(script_source(name).encode(), usedforsecurity=False).hexdigest()
+            for name in COMMUNITY_SCRIPTS + INDEX_SCRIPTS
+        }
+
+    def _load(self, name: str) -> None:
+        # On a cluster, SCRIPT LOAD goes to every primary.
+        self._client.script_load(script_source(name))
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """One `EVALSHA`; the cluster client routes it by the keys' shared hash slot."""
+        try:
+            return self._client.evalsha(self._shas[name], len(keys), *keys, *args)
+        except NoScriptError:
+            self._load(name)
+            return self._client.evalsha(self._shas[name], len(keys), *keys, *args)
+
+    def call_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
+        """The same script for many key sets in one pipeline. Only for scripts that may safely
+        run twice (the whole pipeline is replayed after a `NOSCRIPT`)."""
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            results = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(result, NoScriptError) for result in results):
+                self._load(name)
+                continue
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return results
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+class ClusterLuaScripts(LuaScripts):
+    """On a cluster, whose pipelines refuse `EVALSHA`: one call per key set."""
+
+    def call_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]) -> list[Any]:
+        return [self.call(name, keys, args) for keys, args in calls]
