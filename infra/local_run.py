@@ -252,7 +252,7 @@ def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
     second (in AWS, the scheduled LivePushFunction does the ticking)."""
     from community_tracker.live import LivePusher
     from community_tracker.redis.live_state import get_tracker
-    from community_tracker.redis.subscriptions import ConnectionRegistry
+    from community_tracker.redis.subscriptions import get_subscriptions
     from infra.websocket_gateway import LocalWebSocketGateway, pusher_thread, websocket_routes
 
     routes = websocket_routes()
@@ -262,7 +262,7 @@ def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
     websockets.start()
     stack.callback(websockets.stop)
     tracker = get_tracker()
-    pusher = LivePusher(tracker, ConnectionRegistry(tracker.client), websockets)
+    pusher = LivePusher(tracker, get_subscriptions(), websockets)
     stop = threading.Event()
     thread = pusher_thread(lambda: pusher.tick(invoker.now_ms()), stop)
     thread.start()

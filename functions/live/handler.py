@@ -13,13 +13,22 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from community_tracker.access import authorize_aggregate_read
 from community_tracker.aws.stores import get_stores
-from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
+from community_tracker.communities import registered_community
+from community_tracker.errors import (
+    DirectoryUnavailable,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    LiveStateUnavailable,
+    SecretUnavailable,
+    TokenRequired,
+    UnknownCommunity,
+)
 from community_tracker.identity import get_token_verifier
 from community_tracker.models import COMMUNITY_ID_PATTERN
 from community_tracker.observability import logger, tracer
-from community_tracker.redis.live_state import get_tracker
-from community_tracker.redis.subscriptions import ConnectionRegistry
+from community_tracker.redis.subscriptions import get_subscriptions
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import system_clock
 
@@ -37,25 +46,37 @@ def _connect(connection_id: str, query: dict[str, str], now_ms: int) -> dict[str
         return _answer(400, "community_id is missing or not a valid id")
     token = query.get("token")
     try:
-        if token:
-            get_token_verifier().verify(token)
-        elif not get_settings().public_counts:
-            return _answer(401, "a token is required")
+        principal = get_token_verifier().verify(token) if token else None
+        authorize_aggregate_read(principal, public_counts=get_settings().public_counts)
+        community = registered_community(community_id, get_stores().communities)
+        get_subscriptions().subscribe(connection_id, community.community_id, now_ms)
+    except TokenRequired:
+        return _answer(401, "a token is required")
     except InvalidToken as error:
         return _answer(401, str(error))
-    except IdentityProviderUnavailable as error:
-        return _answer(503, str(error))
-    if get_stores().communities.get(community_id) is None:
-        return _answer(404, f"community {community_id} is not registered")
-    ConnectionRegistry(get_tracker().client).subscribe(connection_id, community_id, now_ms)
+    except UnknownCommunity as error:
+        return _answer(404, str(error))
+    except (IdentityProviderUnavailable, SecretUnavailable, DirectoryUnavailable, LiveStateUnavailable) as error:
+        logger.warning("websocket connect refused: a dependency is unavailable", extra={"error": type(error).__name__})
+        return _answer(503, "the live service is unavailable, try again shortly")
     return _answer(200)
 
 
 def route(event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _route(event)
+    except LiveStateUnavailable as error:
+        logger.warning(
+            "websocket route failed: live state unavailable", extra={"error": type(error.__cause__).__name__}
+        )
+        return _answer(503, "the live service is unavailable, try again shortly")
+
+
+def _route(event: dict[str, Any]) -> dict[str, Any]:
     context = event["requestContext"]
     connection_id = context["connectionId"]
     now_ms = int(context.get("requestTimeEpoch") or system_clock())
-    registry = ConnectionRegistry(get_tracker().client)
+    registry = get_subscriptions()
     match context["routeKey"]:
         case "$connect":
             return _connect(connection_id, event.get("queryStringParameters") or {}, now_ms)

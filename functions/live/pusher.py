@@ -13,7 +13,7 @@ from community_tracker.factories import cached_factory
 from community_tracker.live import LivePusher, run_pusher
 from community_tracker.observability import count, logger, metrics, tracer
 from community_tracker.redis.live_state import get_tracker
-from community_tracker.redis.subscriptions import ConnectionRegistry
+from community_tracker.redis.subscriptions import get_subscriptions
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import system_clock
 
@@ -22,8 +22,7 @@ from community_tracker.timeutil import system_clock
 def get_pusher() -> LivePusher:
     """Kept for the life of the execution environment, with what it last pushed."""
     management = aws_client_at("apigatewaymanagementapi", get_settings().websocket_endpoint)
-    tracker = get_tracker()
-    return LivePusher(tracker, ConnectionRegistry(tracker.client), ManagementApiPoster(management))
+    return LivePusher(get_tracker(), get_subscriptions(), ManagementApiPoster(management))
 
 
 @logger.inject_lambda_context

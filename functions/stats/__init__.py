@@ -1,1 +1,1 @@
-"""The stats API frontends call: live counts, divisions, peaks, history (design §6)."""
+"""The stats API frontends call: live counts, divisions, peaks, history (README, "Stats API")."""

@@ -1,4 +1,4 @@
-"""Live and historical numbers of one community (design §6)."""
+"""Live and historical numbers of one community (README, "Stats API")."""
 
 from __future__ import annotations
 

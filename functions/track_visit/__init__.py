@@ -1,1 +1,1 @@
-"""The beacon function: page views, heartbeats and leaves (design §6), and community registration."""
+"""The beacon function: page views, heartbeats and leaves (README, "Beacon API"), and community registration."""

@@ -216,7 +216,7 @@ class VisitMetadata(Frozen):
 
 
 class VisitEvent(Frozen):
-    """The permanent `community_visit` record of one authenticated page view (design §5)."""
+    """The permanent `community_visit` record of one authenticated page view (README, "Beacon API")."""
 
     event_type: Literal["community_visit"] = "community_visit"
     event_id: str

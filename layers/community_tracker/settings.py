@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     community_cache_seconds: float = Field(default=60.0, ge=0)
     visit_retention_days: int = Field(default=0, ge=0)  # 0 keeps visit events forever
 
-    # Identity (design §3). HS256 with a shared secret unless a JWKS URL is set (then RS256).
+    # Identity (README, "Identity"). HS256 with a shared secret unless a JWKS URL is set (then RS256).
     jwt_secret: str = "dev-only-secret-change-me-0123456789"  # noqa: S105 (local default, documented)
     jwt_secret_param: str | None = None
     jwks_url: str | None = None

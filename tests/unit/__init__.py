@@ -1,0 +1,1 @@
+"""Pure rule tests: no Redis, no AWS, no network."""

@@ -1,4 +1,4 @@
-"""DynamoDB stores (README, "Data model"): communities, visit events and peak rollups in one table.
+"""DynamoDB stores: communities, visit events and peak rollups in one table (README, "Deploying").
 
 Each store is a small class over the table, built by a cached factory on first use; the domain
 takes them as parameters, so tests pass moto- or emulator-backed ones. botocore's errors end here:

@@ -13,7 +13,7 @@ from redis import Redis
 
 from community_tracker.factories import cached_factory
 from community_tracker.models import CleanupResult, Peak
-from community_tracker.redis.client import create_redis_client
+from community_tracker.redis.client import get_redis_client
 from community_tracker.redis.errors import live_state_errors
 from community_tracker.redis.keys import CLEANUP_CURSOR_KEY, SERIES_HOURS, CommunityKeys, index_key, index_shard
 from community_tracker.redis.scripts import (
@@ -157,7 +157,7 @@ class CleanupIndex:
 def get_cleanup_index() -> CleanupIndex:
     settings = get_settings()
     return CleanupIndex(
-        create_redis_client(settings),
+        get_redis_client(),
         window_seconds=settings.active_window_seconds,
         index_shards=settings.index_shards,
     )

@@ -10,15 +10,16 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 
+from community_tracker.factories import cached_factory
 from community_tracker.redis.scripts import RedisClient
-from community_tracker.settings import Settings
+from community_tracker.settings import Settings, get_settings
 
 
 def create_redis_client(settings: Settings) -> RedisClient:
     """A client that reconnects by itself: a couple of quick retries, then the error surfaces.
 
     Timeouts are short because a beacon must answer fast; the caller decides what a Redis outage
-    means (design §6: authenticated visits are still written to DynamoDB).
+    means (README, "Beacon API": authenticated visits are still written to DynamoDB).
     """
     timeout = settings.redis_socket_timeout_seconds
     options: dict[str, Any] = {
@@ -32,3 +33,9 @@ def create_redis_client(settings: Settings) -> RedisClient:
     return Redis.from_url(
         settings.redis_url, retry_on_error=[ConnectionError, TimeoutError], health_check_interval=30, **options
     )
+
+
+@cached_factory
+def get_redis_client() -> RedisClient:
+    """The process's one Redis client (its pool is shared by the tracker, cleanup and live push)."""
+    return create_redis_client(get_settings())

@@ -41,7 +41,7 @@ from community_tracker.models import (
     is_cross_division,
     percentage,
 )
-from community_tracker.redis.client import create_redis_client
+from community_tracker.redis.client import get_redis_client
 from community_tracker.redis.codec import decode_visitor
 from community_tracker.redis.errors import live_state_errors
 from community_tracker.redis.keys import (
@@ -490,7 +490,7 @@ def get_tracker() -> VisitorTracker:
     """The process's tracker; its connections are opened on first use and then reused."""
     settings = get_settings()
     return tracker_for(
-        create_redis_client(settings),
+        get_redis_client(),
         window_seconds=settings.active_window_seconds,
         dedup_seconds=settings.dedup_seconds,
         rate_limit_per_minute=settings.rate_limit_per_minute,

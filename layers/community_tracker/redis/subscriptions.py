@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import cast
 
+from community_tracker.factories import cached_factory
+from community_tracker.redis.client import get_redis_client
 from community_tracker.redis.errors import live_state_errors
 from community_tracker.redis.keys import (
     LIVE_COMMUNITIES_KEY,
@@ -75,3 +77,8 @@ class ConnectionRegistry:
     def release_pusher_lock(self, holder: str) -> None:
         if self._client.get(PUSHER_LOCK_KEY) == holder:
             self._client.delete(PUSHER_LOCK_KEY)
+
+
+@cached_factory
+def get_subscriptions() -> ConnectionRegistry:
+    return ConnectionRegistry(get_redis_client())

@@ -52,11 +52,11 @@ if rate_limit > 0 then
   end
   if hits > rate_limit then
     count_drop('rate_limited')
-    return {3, redis.call('ZCARD', LIVE), 0, ARGV[1]}
+    return {3, redis.call('ZCARD', LIVE), 0, now_ms}
   end
 end
 
-if has_event_id == '1' and not redis.call('SET', EVENT, ARGV[1], 'NX', 'EX', dedup_seconds) then
+if has_event_id == '1' and not redis.call('SET', EVENT, now_ms, 'NX', 'EX', dedup_seconds) then
   count_drop('duplicate')
   return {2, redis.call('ZCARD', LIVE), 0, redis.call('GET', EVENT)}
 end
@@ -73,7 +73,7 @@ end
 
 local raw = redis.call('HGET', VISITORS, member)
 if not raw and not merged and must_be_present == '1' then
-  return {4, redis.call('ZCARD', LIVE), 0, ARGV[1]}
+  return {4, redis.call('ZCARD', LIVE), 0, now_ms}
 end
 
 local rec
@@ -144,4 +144,4 @@ if USER_COMMUNITIES then
 end
 
 local needs_index = redis.call('HSETNX', COUNTS, 'indexed', '1')
-return {1, count, needs_index, ARGV[1]}
+return {1, count, needs_index, now_ms}

@@ -16,7 +16,7 @@ from community_tracker.live import LivePusher, run_pusher
 from community_tracker.models import Community
 from community_tracker.redis.keys import SUBSCRIPTION_IDLE_MS
 from community_tracker.redis.live_state import get_tracker
-from community_tracker.redis.subscriptions import ConnectionRegistry
+from community_tracker.redis.subscriptions import ConnectionRegistry, get_subscriptions
 from community_tracker.settings import get_settings
 from infra.tokens import mint_token
 from live.handler import lambda_handler
@@ -43,7 +43,7 @@ class RecordingPoster:
 
 @pytest.fixture
 def registry(function_env: None) -> ConnectionRegistry:
-    return ConnectionRegistry(get_tracker().client)
+    return get_subscriptions()
 
 
 def ws_event(route_key: str, connection_id: str, **extra: Any) -> dict[str, Any]:

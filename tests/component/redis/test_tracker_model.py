@@ -1,5 +1,5 @@
 """Property-based: random visits, heartbeats, leaves, logins, cleanups and clock moves, checked
-after every step against a plain-Python model of design §1."""
+after every step against a plain-Python model of the seed's operations (README, "The seed's operations")."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class ModelVisitor:
 
 
 class ReferenceModel:
-    """What design §1 says, with no Redis: a dict of visitors and a few counters."""
+    """What the seed's operations say, with no Redis: a dict of visitors and a few counters."""
 
     def __init__(self) -> None:
         self.visitors: dict[str, ModelVisitor] = {}

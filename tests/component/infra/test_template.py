@@ -244,7 +244,7 @@ def test_every_function_imports_as_on_lambda(template: dict[str, Any]) -> None:
 def test_cleanup_runs_every_minute_with_a_60_second_budget(template: dict[str, Any]) -> None:
     cleanup = template["Resources"]["CleanupFunction"]["Properties"]
     assert cleanup["Handler"] == "cleanup.handler.lambda_handler"
-    assert cleanup["Timeout"] == 60  # tests/unit/cleanup run the pass against this budget
+    assert cleanup["Timeout"] == 60  # tests/component/cleanup run the pass against this budget
     schedules = [event for event in cleanup["Events"].values() if event["Type"] in {"Schedule", "ScheduleV2"}]
     assert len(schedules) == 1
     properties = schedules[0]["Properties"]

@@ -1,4 +1,4 @@
-"""Hostile beacon bodies straight into the beacon function (design §6: "never 5xx on bad input").
+"""Hostile beacon bodies straight into the beacon function (README, "Guarantees": never a 5xx on bad input).
 
 Hypothesis throws random bytes, oversized and deeply nested bodies, every media type (and none),
 lone surrogates in JSON escapes, out-of-range numbers, wrongly typed fields, extra fields and,

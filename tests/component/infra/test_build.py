@@ -43,7 +43,7 @@ def test_sam_build_makes_the_layer_and_the_functions(tmp_path: Path) -> None:
     assert any(f"cpython-{runtime.removeprefix('python').replace('.', '')}" in name for name in extensions)
     # Bytecode compiled by the runtime's interpreter ships with the code (faster cold starts).
     tag = f"cpython-{runtime.removeprefix('python').replace('.', '')}"
-    assert (layer / "community_tracker" / "__pycache__" / f"tracker.{tag}.pyc").is_file()
+    assert (layer / "community_tracker" / "redis" / "__pycache__" / f"live_state.{tag}.pyc").is_file()
 
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":

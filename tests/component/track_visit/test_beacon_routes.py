@@ -397,6 +397,37 @@ def test_debug_explains_without_counting(community: Community, redis: Redis) -> 
     assert visit_items(community.community_id) == []
 
 
+def test_debug_of_a_bot_says_it_would_not_count_and_counts_no_drop(community: Community, redis: Redis) -> None:
+    # Given a crawler asking what its beacon would do
+    answer = beacon(
+        community.community_id,
+        {"url": "https://x.example/"},
+        headers={"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"},
+        query="debug=1",
+    )
+
+    # Then it is told, and nothing at all is written (not even the bot drop counter)
+    assert answer.status == 200
+    assert answer.json()["would_count"] is False
+    assert "automated" in answer.json()["reason"]
+    assert redis.exists(CommunityKeys(community.community_id).drops("2031-03-05")) == 0
+
+
+def test_debug_of_a_retry_says_it_is_a_duplicate(community: Community, redis: Redis) -> None:
+    # Given a page view that was counted
+    body = {"url": "https://x.example/", "visitor_id": "tab-debug-002", "event_id": "evt-debug-0001"}
+    assert beacon(community.community_id, body).status == 200
+
+    # When the same beacon is explained
+    answer = beacon(community.community_id, body, query="debug=1")
+
+    # Then it would not count again
+    assert answer.status == 200
+    assert answer.json()["would_count"] is False
+    assert "duplicate" in answer.json()["reason"]
+    assert live_count(redis, community.community_id) == 1
+
+
 # -- outages -----------------------------------------------------------------------------------
 
 

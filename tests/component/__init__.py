@@ -1,0 +1,1 @@
+"""Component tests: each function or adapter in-process against a real Redis and moto."""
