@@ -35,14 +35,28 @@ def visit(
     community_division: str | None = "quebec",
     *,
     event_id: str | None = None,
-    merge_key: str | None = None,
+    connection: str | None = None,
     client_key: str | None = None,
+    alt_key: str | None = None,
 ) -> Visit:
+    """A beacon; without `connection`, the person's one connection (`c:<person key>`)."""
     return Visit(
         community_id=community_id,
         community_division=community_division,
         visitor=visitor,
         event_id=event_id,
-        merge_key=merge_key,
+        connection_key=connection,
         client_key=client_key,
+        alt_key=alt_key,
     )
+
+
+def tab(name: str) -> str:
+    """The connection key of one tab."""
+    return f"c:tab-{name}"
+
+
+def browser_of(anonymous_visitor: VisitorIdentity) -> str:
+    """The connection a browser without tab ids uses: its anonymous person's own, which a login
+    from that browser moves to the user."""
+    return f"c:{anonymous_visitor.key}"

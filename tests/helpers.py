@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from moto.core.models import botocore_stubber
 
 from infra.http_api_events import http_api_event
 from tests.builders import T0
@@ -138,3 +140,20 @@ def beacon(
         source_ip=source_ip,
     )
     return call(beacon_handler, event)
+
+
+@contextmanager
+def only_this_answers(client: Any, event: str, handler: Callable[..., AWSResponse]) -> Iterator[None]:
+    """`handler` answers `event` for `client`, and moto's in-process stub does not see it.
+
+    botocore *emits* `before-send` to every handler and uses the first answer, so under
+    `mock_aws` moto would still carry out (and store) a request that an injected error answered:
+    its stub is switched off while `handler` answers, so the failure really is the only outcome.
+    """
+    client.meta.events.register_first(event, handler)
+    botocore_stubber.enabled = False
+    try:
+        yield
+    finally:
+        botocore_stubber.enabled = True
+        client.meta.events.unregister(event, handler)

@@ -30,7 +30,7 @@ from community_tracker.http.auth import principal_from
 from community_tracker.http.errors import error_response, error_responses, json_answer, json_response
 from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.identity import beacon_identity, get_visitor_hasher, location_division
-from community_tracker.models import COMMUNITY_ID_PATTERN, AddVisitorResult
+from community_tracker.models import COMMUNITY_ID_PATTERN
 from community_tracker.observability import count, count_dropped, logger
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
@@ -40,6 +40,7 @@ from track_visit.schemas import (
     HeartbeatAnswer,
     LeaveAnswer,
     NotCounted,
+    PageViewAnswer,
     PresenceBody,
     VisitBody,
 )
@@ -98,11 +99,13 @@ def _parse(community_id: str, body: PresenceBody, now_ms: int) -> Beacon:
     identity = beacon_identity(
         principal=principal_from(headers, body.token),
         visitor_id=body.visitor_id,
+        connection_id=body.connection_id,
         source_ip=source_ip,
         user_agent=_user_agent(),
         location=location_division(headers, get_settings()),
         hasher=hasher,
         now_ms=now_ms,
+        window_ms=get_settings().active_window_seconds * 1000,
     )
     return Beacon(
         community=community,
@@ -132,9 +135,11 @@ def _not_recorded(result: Dropped | Explained) -> Response[Any]:
                 result.message,
                 {"Retry-After": str(result.retry_after_seconds)},
             )
-        case Dropped(reason="bot"):
-            count_dropped("bot")
-            return json_response(HTTPStatus.ACCEPTED, NotCounted(reason=result.message), {"X-Beacon-Dropped": "bot"})
+        case Dropped(reason="bot" | "too_many_people"):
+            count_dropped(result.reason)
+            return json_response(
+                HTTPStatus.ACCEPTED, NotCounted(reason=result.message), {"X-Beacon-Dropped": result.reason}
+            )
         case Dropped():
             count("VisitsRecordedWithoutLiveState")
             return json_response(
@@ -150,7 +155,7 @@ def _not_recorded(result: Dropped | Explained) -> Response[Any]:
     tags=["beacons"],
     responses={
         **_answer_or_explanation(
-            "Counted (or a retry of a counted beacon); `?debug=1`: the explanation", AddVisitorResult
+            "Counted (or a retry of a counted beacon); `?debug=1`: the explanation", PageViewAnswer
         ),
         202: json_answer("Accepted, not counted (bot), or kept only in the history (live state down)", NotCounted),
         **BEACON_ERRORS,
@@ -166,13 +171,16 @@ def post_visit(
     result = record_page_view(beacon, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms)
     if not isinstance(result, Counted):
         return _not_recorded(result)
+    answer = PageViewAnswer(
+        **result.result.model_dump(), event_id=result.event_id or "", event_id_generated=result.event_id_generated
+    )
     if result.duplicate:
         count_dropped("duplicate")
-        return json_response(HTTPStatus.OK, result.result, {"X-Beacon-Duplicate": "true"})
+        return json_response(HTTPStatus.OK, answer, {"X-Beacon-Duplicate": "true"})
     count("VisitsRecorded")
-    if result.result.is_cross_division:
+    if answer.is_cross_division:
         count("CrossDivisionVisits")
-    return json_response(HTTPStatus.OK, result.result)
+    return json_response(HTTPStatus.OK, answer)
 
 
 @router.post(

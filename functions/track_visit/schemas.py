@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from community_tracker.models import DivisionId, EventId
+from community_tracker.models import AddVisitorResult, DivisionId, EventId
 
-# The browser's random id from sessionStorage; only its keyed hash is ever kept.
+# Random ids the beacon script makes: one per browser (localStorage), one per tab
+# (sessionStorage). Only their keyed hashes are ever kept.
 VisitorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,128}$")]
 
 
@@ -21,7 +22,12 @@ class PresenceBody(BaseModel):
     event_id: EventId | None = Field(default=None, description="Client-made id; a retried beacon is counted once")
     url: str | None = Field(default=None, max_length=2048)
     referrer: str | None = Field(default=None, max_length=2048)
-    visitor_id: VisitorId | None = Field(default=None, description="Random id the page keeps in sessionStorage")
+    visitor_id: VisitorId | None = Field(
+        default=None, description="The browser's random id (localStorage): the anonymous person"
+    )
+    connection_id: VisitorId | None = Field(
+        default=None, description="The tab's random id (sessionStorage): one connection of the person"
+    )
     token: str | None = Field(
         default=None, max_length=8192, description="For sendBeacon, which cannot send an Authorization header"
     )
@@ -29,6 +35,13 @@ class PresenceBody(BaseModel):
 
 class VisitBody(PresenceBody):
     url: str = Field(min_length=1, max_length=2048)
+
+
+class PageViewAnswer(AddVisitorResult):
+    """The seed's `add_visitor` shape, and the page view's event id."""
+
+    event_id: str = Field(description="Send it again with a retry of this page view: it is kept once")
+    event_id_generated: bool = Field(description="True: the page sent no event id, the server made this one")
 
 
 class HeartbeatAnswer(BaseModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -46,9 +46,7 @@ class LiveState(Protocol):
 
     def add_visitor(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
     def update_visitor_activity(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
-    def remove_visitor(
-        self, community_id: str, visitor_key: str, now_ms: int, *, user_id: str | None = None
-    ) -> int: ...
+    def remove_visitor(self, community_id: str, connection: str, now_ms: int) -> int: ...
     def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None: ...
     def event_seen(self, community_id: str, event_id: str) -> bool: ...
 
@@ -93,7 +91,8 @@ class Beacon:
             community_division=self.community.division_id,
             visitor=self.identity.visitor,
             event_id=self.event_id,
-            merge_key=self.identity.merge_key,
+            connection_key=self.identity.connection_key,
+            alt_key=self.identity.alt_key,
             client_key=self.client_key,
         )
 
@@ -105,13 +104,15 @@ class Counted:
     result: AddVisitorResult
     duplicate: bool = False
     active: bool = True  # heartbeats: False when the visitor was no longer live
+    event_id: str | None = None  # page views: theirs, or the one made for them
+    event_id_generated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
     """The beacon was accepted but not counted, or refused for its rate."""
 
-    reason: Literal["bot", "rate_limited", "live_state_unavailable"]
+    reason: Literal["bot", "rate_limited", "too_many_people", "live_state_unavailable"]
     message: str
     retry_after_seconds: int | None = None
     history_recorded: bool = False
@@ -160,7 +161,7 @@ def explain(beacon: Beacon, *, not_counted_because: str | None) -> Explained:
         visitor_division=visitor.division_id,
         community_division=community_division,
         is_cross_division=is_cross_division(visitor.division_id, community_division),
-        merges_anonymous_entry=beacon.identity.merge_key is not None,
+        merges_anonymous_entry=beacon.identity.merges_anonymous,
     )
 
 
@@ -172,40 +173,56 @@ def _rate_limited(now_ms: int) -> Dropped:
     )
 
 
-def _counted(outcome: VisitOutcome) -> Counted | Dropped:
+def _counted(outcome: VisitOutcome, now_ms: int) -> Counted | Dropped:
+    if outcome.status == "rate_limited":
+        return _rate_limited(now_ms)
+    if outcome.status == "too_many_people":
+        return Dropped(reason="too_many_people", message="too many new anonymous visitors from this client")
     return Counted(
         result=outcome.result, duplicate=outcome.status == "duplicate", active=outcome.status != "not_present"
     )
 
 
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
 def record_page_view(beacon: Beacon, *, live: LiveState, visits: VisitHistory, now_ms: int) -> Counted | Dropped:
     """Live state first (it dedups and rate-limits), then the permanent event for a user.
 
-    A retried beacon (same `event_id`) is a duplicate in Redis and carries the time it was first
-    recorded, so its DynamoDB key is the same and the conditional write keeps one item. If Redis is
-    down, an authenticated visit is still written; an anonymous one has nothing left to keep.
+    Every page view has an event id (made here when the page sent none, and said so in the
+    answer), so a script that runs twice — a client's retry, or the Redis client retrying after a
+    timeout — counts once. The history is idempotent by event id alone (`VisitHistory.put_visit`),
+    whatever the time of the retry. If Redis is down, an authenticated visit is still written; an
+    anonymous one has nothing left to keep.
     """
+    generated = beacon.event_id is None
+    if generated:
+        beacon = replace(beacon, event_id=new_event_id())
     try:
         outcome: VisitOutcome | None = live.add_visitor(beacon.visit(), now_ms)
     except LiveStateUnavailable:
         if not beacon.identity.visitor.is_authenticated:
             raise
         outcome = None
-    if outcome is not None and outcome.status == "rate_limited":
-        return _rate_limited(now_ms)
+    if outcome is not None and outcome.status in ("rate_limited", "too_many_people"):
+        return _counted(outcome, now_ms)
     user_id = beacon.identity.visitor.user_id
     if user_id is not None:
         _keep_in_history(beacon, user_id, outcome.recorded_at_ms if outcome is not None else now_ms, visits)
     if outcome is None:
         return Dropped(reason="live_state_unavailable", message="live state unavailable", history_recorded=True)
-    return _counted(outcome)
+    counted = _counted(outcome, now_ms)
+    if isinstance(counted, Counted):
+        return replace(counted, event_id=beacon.event_id, event_id_generated=generated)
+    return counted
 
 
 def _keep_in_history(beacon: Beacon, user_id: str, recorded_at_ms: int, visits: VisitHistory) -> None:
     community = beacon.community
     visitor_division = beacon.identity.visitor.division_id
     event = VisitEvent(
-        event_id=beacon.event_id or uuid.uuid4().hex,
+        event_id=beacon.event_id or new_event_id(),
         user_id=user_id,
         timestamp=iso(recorded_at_ms),
         metadata=VisitMetadata(
@@ -224,13 +241,10 @@ def _keep_in_history(beacon: Beacon, user_id: str, recorded_at_ms: int, visits: 
 
 def record_heartbeat(beacon: Beacon, *, live: LiveState, now_ms: int) -> Counted | Dropped:
     """The visitor is still here; `active=False` tells the page to send a page view instead."""
-    outcome = live.update_visitor_activity(beacon.visit(), now_ms)
-    if outcome.status == "rate_limited":
-        return _rate_limited(now_ms)
-    return _counted(outcome)
+    return _counted(live.update_visitor_activity(beacon.visit(), now_ms), now_ms)
 
 
 def record_leave(beacon: Beacon, *, live: LiveState, now_ms: int) -> int:
-    """The page was hidden for good (pagehide). Returns the live count afterwards."""
-    visitor = beacon.identity.visitor
-    return live.remove_visitor(beacon.community.community_id, visitor.key, now_ms, user_id=visitor.user_id)
+    """The tab was hidden for good (pagehide): its connection leaves after the grace, unless the
+    next page of the visit arrives first. Returns the live count afterwards."""
+    return live.remove_visitor(beacon.community.community_id, beacon.visit().connection, now_ms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -162,17 +163,24 @@ class VisitorHasher:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
     def browser_key(self, visitor_id: str) -> str:
-        """The visitor key of a browser's random id (sessionStorage)."""
+        """The person key of a browser's random id (the beacon script keeps it in localStorage,
+        shared by every tab of the platform's origin)."""
         return anonymous_visitor_key(self._digest("browser", visitor_id))
 
     def cookieless_key(self, now_ms: int, source_ip: str, user_agent: str) -> str:
         """Without a browser id: the day in the message is the daily-rotating salt, so the same
         client gets a new, unlinkable key every UTC day."""
-        return anonymous_visitor_key(self._digest("cookieless", bucket("day", now_ms).id, source_ip, user_agent))
+        day = bucket("day", now_ms).id
+        return anonymous_visitor_key(self._digest("cookieless", day, client_network(source_ip), user_agent))
+
+    def connection_key(self, connection_id: str) -> str:
+        """The connection key of a tab's random id (sessionStorage: one per tab)."""
+        return f"c:{self._digest('connection', connection_id)}"
 
     def client_key(self, source_ip: str) -> str:
-        """The rate-limit key of a client."""
-        return self._digest("client", source_ip)[:16]
+        """The rate-limit key of a client: its address, an IPv6 one by its /64 (one subscriber's
+        network, whose addresses a client may rotate at will)."""
+        return self._digest("client", client_network(source_ip))[:16]
 
 
 def location_division(headers: Mapping[str, str], settings: Settings) -> str | None:
@@ -188,30 +196,72 @@ def location_division(headers: Mapping[str, str], settings: Settings) -> str | N
     return None
 
 
+def client_network(source_ip: str) -> str:
+    """The address a client is known by: IPv4 as it is, IPv6 by its /64."""
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return source_ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 @dataclass(frozen=True, slots=True)
 class BeaconIdentity:
+    """Who a beacon is from (the person) and which of their connections (tabs) sent it.
+
+    Without a tab id the connection is the browser's one connection (`c:<anonymous key>`).
+    `alt_key`: the same cookieless person's key of the day before, during the first window of a
+    day.
+    """
+
     visitor: VisitorIdentity
-    merge_key: str | None  # the same browser's anonymous key, folded in on login
+    connection_key: str
+    alt_key: str | None = None
+    merges_anonymous: bool = False  # a logged-in beacon from a browser that was anonymous
 
 
 def beacon_identity(
     *,
     principal: Principal | None,
     visitor_id: str | None,
+    connection_id: str | None,
     source_ip: str,
     user_agent: str,
     location: str | None,
     hasher: VisitorHasher,
     now_ms: int,
+    window_ms: int,
 ) -> BeaconIdentity:
-    """Who a beacon is from: the verified user, else the hashed browser or client."""
-    anonymous_key = (
-        hasher.browser_key(visitor_id) if visitor_id else hasher.cookieless_key(now_ms, source_ip, user_agent)
-    )
+    """Who a beacon is from: the verified user, else the hashed browser, else (no browser id)
+    the hashed client of the day.
+
+    The connection is the tab (its id), else the browser's one connection: so the anonymous
+    person of a browser and the user it logs in as share it (the login merge). A user's beacon
+    with neither id is the user's own connection: a client address and User-Agent are shared by
+    many people behind one NAT, and must never merge two users.
+    """
+    if visitor_id:
+        anonymous_key, alt_key = hasher.browser_key(visitor_id), None
+    else:
+        anonymous_key = hasher.cookieless_key(now_ms, source_ip, user_agent)
+        day_start = bucket("day", now_ms).start_ms
+        recent_midnight = now_ms - day_start < window_ms
+        alt_key = hasher.cookieless_key(day_start - 1, source_ip, user_agent) if recent_midnight else None
+    if connection_id:
+        connection_key = hasher.connection_key(connection_id)
+    elif principal is not None and not visitor_id:
+        connection_key = f"c:{authenticated_visitor_key(principal.user_id)}"
+    else:
+        connection_key = f"c:{anonymous_key}"
     if principal is None:
         return BeaconIdentity(
             visitor=VisitorIdentity(key=anonymous_key, user_id=None, division_id=location, is_authenticated=False),
-            merge_key=None,
+            connection_key=connection_key,
+            alt_key=alt_key,
         )
     return BeaconIdentity(
         visitor=VisitorIdentity(
@@ -220,7 +270,8 @@ def beacon_identity(
             division_id=principal.division_id,
             is_authenticated=True,
         ),
-        merge_key=hasher.browser_key(visitor_id) if visitor_id else None,
+        connection_key=connection_key,
+        merges_anonymous=visitor_id is not None or connection_id is not None,
     )
 
 

@@ -57,17 +57,27 @@ def anonymous_visitor_key(digest: str) -> str:
 
 
 class Visit(Frozen):
-    """One beacon to record for one visitor of one community."""
+    """One beacon of one connection of one person (`visitor`) of one community.
+
+    `connection_key` is the keyed hash of the tab's id; a beacon without one is its browser's only
+    connection (`connection_key` None: the person's own key). `alt_key` is the same cookieless
+    person's key of the previous day, so a person live across midnight stays one person.
+    """
 
     community_id: CommunityId
     community_division: str | None
     visitor: VisitorIdentity
     event_id: str | None = None
-    merge_key: str | None = None  # anonymous entry to fold into this authenticated visitor
-    client_key: str | None = None  # keyed hash of the client, for the per-client rate limit
+    connection_key: str | None = None
+    alt_key: str | None = None
+    client_key: str | None = None  # keyed hash of the client address, for the per-client limits
+
+    @property
+    def connection(self) -> str:
+        return self.connection_key or f"c:{self.visitor.key}"
 
 
-VisitStatus = Literal["counted", "duplicate", "rate_limited", "not_present"]
+VisitStatus = Literal["counted", "duplicate", "rate_limited", "not_present", "too_many_people"]
 
 
 class AddVisitorResult(Frozen):
@@ -106,11 +116,16 @@ class VisitorPage(Frozen):
 
 
 class VisitorStats(Frozen):
+    """People live now (the seed's figures: a person is live until 5 minutes after their last
+    beacon, or the grace after their last connection left), and two finer "now" numbers."""
+
     total_visitors: int
     authenticated_visitors: int
     anonymous_visitors: int
     authenticated_percentage: float
     anonymous_percentage: float
+    present_now: int = Field(description="People with a connection heard within the presence window")
+    connections: int = Field(description="Open connections (tabs) of the people live now")
 
 
 class DivisionCount(Frozen):
@@ -157,8 +172,8 @@ class TimelinePoint(Frozen):
     visitors: int
 
 
-DropReason = Literal["bot", "rate_limited", "duplicate", "invalid"]
-DROP_REASONS: tuple[DropReason, ...] = ("bot", "rate_limited", "duplicate", "invalid")
+DropReason = Literal["bot", "rate_limited", "duplicate", "invalid", "too_many_people"]
+DROP_REASONS: tuple[DropReason, ...] = ("bot", "rate_limited", "duplicate", "invalid", "too_many_people")
 
 
 class DropCounts(Frozen):
@@ -167,6 +182,7 @@ class DropCounts(Frozen):
     rate_limited: int = 0
     duplicate: int = 0
     invalid: int = 0
+    too_many_people: int = 0
 
 
 class Summary(Frozen):

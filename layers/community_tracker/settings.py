@@ -29,10 +29,20 @@ class Settings(BaseSettings):
     use_localstack: bool = False
     aws_region: str = "us-east-1"
 
-    # Presence rules.
+    # Presence rules (README, "Presence").
     active_window_seconds: int = Field(default=300, ge=10)
+    # "Present now": a connection heard within this (two heartbeat intervals and some slack).
+    presence_seconds: int = Field(default=65, ge=5)
+    # A connection's leave takes effect after this, so the next page of the same visit cancels it.
+    leave_grace_seconds: int = Field(default=15, ge=0)
     dedup_seconds: int = Field(default=600, ge=1)
-    rate_limit_per_minute: int = Field(default=600, ge=0)  # 0 turns the limit off
+    # Beacons per minute per client address (IPv6 by /64) per community: high enough for a
+    # shared NAT of real viewers; one abusive client is held by the per-connection limit and by
+    # the cap on new anonymous people it may create. 0 turns a limit off.
+    rate_limit_per_minute: int = Field(default=3000, ge=0)
+    connection_rate_limit_per_minute: int = Field(default=120, ge=0)
+    anonymous_people_per_client: int = Field(default=1000, ge=0)
+    index_refresh_seconds: int = Field(default=60, ge=1)
     index_shards: int = Field(default=16, ge=1, le=1024)
     community_cache_seconds: float = Field(default=60.0, ge=0)
     visit_retention_days: int = Field(default=0, ge=0)  # 0 keeps visit events forever

@@ -14,9 +14,10 @@ The size comes from the environment; the default is small. The larger run:
 (about a minute here; keep a run under the five-minute live window, or the first visitors expire
 before the counts are read.)
 
-The local system is the test's own, with the per-client rate limit off
-(`VT_RATE_LIMIT_PER_MINUTE=0`): every process sends from 127.0.0.1, which the limit would count
-as one client.
+The local system is the test's own, with the per-client rate limit and the cap on anonymous
+people per client off (`VT_RATE_LIMIT_PER_MINUTE=0`, `VT_ANONYMOUS_PEOPLE_PER_CLIENT=0`): every
+process sends from 127.0.0.1, which they would count as one client. Leaves take effect at once
+(`VT_LEAVE_GRACE_SECONDS=0`), so the counts can be read as soon as the last answer is in.
 """
 
 from __future__ import annotations
@@ -75,7 +76,15 @@ class WorkerReport:
 
 @pytest.fixture(scope="module")
 def load_system() -> Iterator[LocalSystem]:
-    system = start_local_system(free_port(), free_port(), extra_env={"VT_RATE_LIMIT_PER_MINUTE": "0"})
+    system = start_local_system(
+        free_port(),
+        free_port(),
+        extra_env={
+            "VT_RATE_LIMIT_PER_MINUTE": "0",
+            "VT_ANONYMOUS_PEOPLE_PER_CLIENT": "0",
+            "VT_LEAVE_GRACE_SECONDS": "0",
+        },
+    )
     try:
         yield system
     finally:

@@ -13,12 +13,14 @@ from community_tracker.settings import Settings, get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
-# Standard retry mode backs off on throttling; after these attempts the error reaches the caller,
-# which answers 503 rather than pretending a visit was kept.
+# Sized to the functions' 10 s timeout (README, "Deploying": the timeout budget): a beacon's
+# DynamoDB write takes at most two attempts of 1 s to connect and 1 s to read, backed off on
+# throttling (standard mode), then the error reaches the caller, which answers 503 rather than
+# pretending a visit was kept.
 _CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4},
-    connect_timeout=2,
-    read_timeout=3,
+    retries={"mode": "standard", "total_max_attempts": 2},
+    connect_timeout=1,
+    read_timeout=1,
 )
 
 

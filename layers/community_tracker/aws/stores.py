@@ -33,6 +33,22 @@ if TYPE_CHECKING:
 
 USER_INDEX = "ByUser"
 _META = "META"
+_EVENT = "EVENT"
+# How long an event id keeps a retry from being stored twice: far past any client's retries
+# (the beacon script gives up on a page view after a day).
+EVENT_GUARD_SECONDS = 8 * 86_400
+
+
+def _conditional_check_failed(error: ClientError) -> bool:
+    code = error.response["Error"]["Code"]
+    if code == "ConditionalCheckFailedException":
+        return True
+    reasons = error.response.get("CancellationReasons") or []
+    return code == "TransactionCanceledException" and any(
+        reason.get("Code") == "ConditionalCheckFailed" for reason in reasons
+    )
+
+
 _AWS_ERRORS = (ClientError, BotoCoreError)
 
 
@@ -59,6 +75,10 @@ def _translated(domain_error: type[Exception], what: str) -> Iterator[None]:
 
 def _community_pk(community_id: str) -> str:
     return f"COMMUNITY#{community_id}"
+
+
+def _event_pk(event_id: str) -> str:
+    return f"EVENT#{event_id}"
 
 
 def _user_pk(user_id: str) -> str:
@@ -195,21 +215,41 @@ class DynamoVisitStore:
 
     @_history_errors
     def put_visit(self, event: VisitEvent) -> bool:
-        """Writes the event unless an item with its key exists. False: it was already there."""
+        """Writes the event once per event id, whenever it is retried. False: it was there.
+
+        The visit's key holds its time (history reads come newest first), which a retry may not
+        know: so the write is a transaction with a guard item keyed by the event id alone
+        (`EVENT#<event_id>`), and only the guard's absence lets the visit in.
+        """
+        visit_pk = _community_pk(event.metadata.community_id)
         sort_key = _visit_sk(event.timestamp, event.event_id)
+        now_s = int(time.time())
         item: dict[str, Any] = {
-            "PK": _community_pk(event.metadata.community_id),
+            "PK": visit_pk,
             "SK": sort_key,
             "GSI1PK": _user_pk(event.user_id),
             "GSI1SK": sort_key,
             **event.model_dump(),
         }
         if self._retention_seconds:
-            item["expires_at"] = int(time.time()) + self._retention_seconds
+            item["expires_at"] = now_s + self._retention_seconds
+        guard = {
+            "PK": _event_pk(event.event_id),
+            "SK": _EVENT,
+            "entity": "event_guard",
+            "visit_pk": visit_pk,
+            "visit_sk": sort_key,
+            "expires_at": now_s + min(self._retention_seconds or EVENT_GUARD_SECONDS, EVENT_GUARD_SECONDS),
+        }
+        # The resource's client serializes Python values itself (boto3's transformation injector).
+        puts = [
+            {"Put": {"TableName": self._table.name, "Item": new, "ConditionExpression": "attribute_not_exists(PK)"}}
+            for new in (guard, item)
+        ]
         try:
-            self._table.put_item(Item=item, ConditionExpression=Attr("PK").not_exists())
+            self._table.meta.client.transact_write_items(TransactItems=puts)  # type: ignore[arg-type]
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _conditional_check_failed(error):
                 return False
             raise
         return True
@@ -246,7 +286,7 @@ class DynamoVisitStore:
 
     @_history_errors
     def delete_user_visits(self, user_id: str) -> int:
-        """Erases every visit event of the user; returns how many."""
+        """Erases every visit event of the user, and its event guard; returns how many."""
         deleted = 0
         with self._table.batch_writer() as batch:
             for event in list(self.all_user_visits(user_id)):
@@ -256,6 +296,7 @@ class DynamoVisitStore:
                         "SK": _visit_sk(event.timestamp, event.event_id),
                     }
                 )
+                batch.delete_item(Key={"PK": _event_pk(event.event_id), "SK": _EVENT})
                 deleted += 1
         return deleted
 

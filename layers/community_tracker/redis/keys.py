@@ -22,31 +22,37 @@ SUBSCRIPTION_IDLE_MS = 10 * 60_000  # API Gateway's idle timeout; a ping refresh
 
 
 class CommunityKeys:
-    __slots__ = ("counts", "divisions", "live", "pairs", "tag", "visitors")
+    __slots__ = ("conn_people", "conns", "counts", "divisions", "live", "pairs", "present", "tag", "visitors")
 
     def __init__(self, community_id: str) -> None:
         self.tag = f"{{c:{community_id}}}"
-        self.live = f"{self.tag}:live"  # zset: visitor key -> last activity (ms)
-        self.visitors = f"{self.tag}:visitors"  # hash: visitor key -> record (see codec.py)
-        self.counts = f"{self.tag}:counts"  # hash: auth, anon, cross, indexed
-        self.divisions = f"{self.tag}:divisions"  # hash: home division ('' unknown) -> live count
-        self.pairs = f"{self.tag}:pairs"  # hash: "from>to" -> live count
-
-    @property
-    def state(self) -> list[str]:
-        """KEYS[1..5] of every community script."""
-        return [self.live, self.visitors, self.counts, self.divisions, self.pairs]
+        self.live = f"{self.tag}:live"  # zset: person -> when they stop being live, minus the window
+        self.visitors = f"{self.tag}:visitors"  # hash: person -> record (see codec.py)
+        self.counts = f"{self.tag}:counts"  # hash: auth, anon, cross, indexed (ms of the last registration)
+        self.divisions = f"{self.tag}:divisions"  # hash: home division ('' unknown) -> live people
+        self.pairs = f"{self.tag}:pairs"  # hash: "from>to" -> live people
+        self.conns = f"{self.tag}:conns"  # zset: connection -> when it stops being open, minus the window
+        self.conn_people = f"{self.tag}:connp"  # hash: connection -> '1'|'0' (open|left) + person
+        self.present = f"{self.tag}:present"  # zset: person -> when they stop being present, minus that window
 
     @property
     def state_fields(self) -> dict[str, str]:
-        """KEYS[1..5] by their contract names (`scripts.CommunityState`)."""
+        """KEYS[1..8] of every community script, by their contract names (`scripts.CommunityState`)."""
         return {
             "live": self.live,
             "visitors": self.visitors,
             "counts": self.counts,
             "divisions": self.divisions,
             "pairs": self.pairs,
+            "conns": self.conns,
+            "conn_people": self.conn_people,
+            "present": self.present,
         }
+
+    @property
+    def state(self) -> list[str]:
+        """KEYS[1..8] of every community script."""
+        return list(self.state_fields.values())
 
     def peak(self, bucket: Bucket) -> str:
         return self.peak_key(bucket.period, bucket.id)
@@ -71,6 +77,12 @@ class CommunityKeys:
 
     def rate(self, client_key: str, minute: int) -> str:
         return f"{self.tag}:rate:{client_key}:{minute}"  # beacons of one client this minute
+
+    def connection_rate(self, connection: str, minute: int) -> str:
+        return f"{self.tag}:crate:{connection}:{minute}"  # beacons of one connection this minute
+
+    def client_people(self, client_key: str) -> str:
+        return f"{self.tag}:cpeople:{client_key}"  # zset: anonymous person -> when one client made them
 
     @property
     def subscribers(self) -> str:

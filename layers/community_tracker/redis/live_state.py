@@ -41,9 +41,10 @@ from community_tracker.models import (
     is_cross_division,
     percentage,
 )
+from community_tracker.observability import logger
 from community_tracker.redis.client import get_redis_client
 from community_tracker.redis.codec import decode_visitor
-from community_tracker.redis.errors import live_state_errors
+from community_tracker.redis.errors import DRIVER_ERRORS, live_state_errors
 from community_tracker.redis.keys import (
     BUCKET_MARGIN_MS,
     HISTORY_MS,
@@ -64,13 +65,18 @@ from community_tracker.redis.scripts import (
     RecordKeys,
     RedisClient,
     RemoveArgs,
-    RemoveKeys,
 )
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import HOUR_MS, MINUTE_MS, PERIODS, bucket, hour_id, iso, minute_of, seconds
 
 _COUNTED = 1
-_STATUSES: dict[int, VisitStatus] = {_COUNTED: "counted", 2: "duplicate", 3: "rate_limited", 4: "not_present"}
+_STATUSES: dict[int, VisitStatus] = {
+    _COUNTED: "counted",
+    2: "duplicate",
+    3: "rate_limited",
+    4: "not_present",
+    5: "too_many_people",
+}
 # Clients are built with decode_responses=True, so replies are str where redis-py's types also
 # allow bytes: the casts below say so.
 _PAIR_SEPARATOR = ">"
@@ -106,6 +112,8 @@ class _State:
     peaks: list[Peak]
     unique: UniqueVisitors
     series: dict[int, int]
+    present: int
+    connections: int
 
     def stats(self) -> VisitorStats:
         return VisitorStats(
@@ -114,6 +122,8 @@ class _State:
             anonymous_visitors=self.anonymous,
             authenticated_percentage=percentage(self.authenticated, self.total),
             anonymous_percentage=percentage(self.anonymous, self.total),
+            present_now=self.present,
+            connections=self.connections,
         )
 
     def division_breakdown(self) -> list[DivisionCount]:
@@ -143,10 +153,20 @@ class VisitorTracker:
         window_seconds: int = 300,
         dedup_seconds: int = 600,
         rate_limit_per_minute: int = 0,
+        connection_rate_limit_per_minute: int = 0,
+        anonymous_people_per_client: int = 0,
+        presence_seconds: int = 65,
+        leave_grace_seconds: int = 15,
+        index_refresh_seconds: int = 60,
         index_shards: int = 16,
     ) -> None:
         self._client = client
         self._index_shards = index_shards
+        self.presence_ms = presence_seconds * 1000
+        self.grace_ms = leave_grace_seconds * 1000
+        self._connection_rate_limit = connection_rate_limit_per_minute
+        self._people_per_client = anonymous_people_per_client
+        self._index_refresh_ms = index_refresh_seconds * 1000
         self._scripts = self._scripts_for(client)
         self.window_ms = window_seconds * 1000
         # The per-user set outlives the window a little, then expires with the user's last visit.
@@ -170,9 +190,6 @@ class VisitorTracker:
 
     def _after_record(self, visit: Visit, now_ms: int, status: int) -> None:
         """What the record script could not do itself (nothing, on one node)."""
-
-    def _after_remove(self, community_id: str, user_id: str | None) -> None:
-        """What the remove script could not do itself (nothing, on one node)."""
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -206,23 +223,28 @@ class VisitorTracker:
             series=keys.series(hour_id(now_ms)),
             drops=keys.drops(day.id),
             event=keys.event(visit.event_id or ""),
-            rate=keys.rate(visit.client_key or "", minute),
+            client_rate=keys.rate(visit.client_key or "", minute),
+            connection_rate=keys.connection_rate(visit.connection, minute),
+            client_people=keys.client_people(visit.client_key or ""),
             user_communities=self._user_set_in_script(visitor.user_id),
         )
         args = RecordArgs(
             now_ms=now_ms,
             cutoff_ms=now_ms - self.window_ms,
             member=visitor.key,
+            alt_member=visit.alt_key or "",
+            connection=visit.connection,
             pages=pages,
             must_be_present=int(must_be_present),
             is_authenticated=int(visitor.is_authenticated),
             community_division=visit.community_division or "",
             visitor_division=visitor.division_id or "",
             user_id=visitor.user_id or "",
-            merge_member=visit.merge_key or "",
             has_event_id=int(visit.event_id is not None),
             dedup_seconds=self._dedup_seconds,
-            rate_limit=self._rate_limit if visit.client_key else 0,
+            client_rate_limit=self._rate_limit if visit.client_key else 0,
+            connection_rate_limit=self._connection_rate_limit,
+            people_per_client=self._people_per_client if visit.client_key else 0,
             minute=minute,
             day_expire_at=seconds(day.end_ms + BUCKET_MARGIN_MS),
             week_expire_at=seconds(week.end_ms + BUCKET_MARGIN_MS),
@@ -232,6 +254,9 @@ class VisitorTracker:
             community_id=visit.community_id,
             user_set_ttl_ms=self._user_set_ttl_ms,
             rate_counter_seconds=RATE_COUNTER_SECONDS,
+            window_ms=self.window_ms,
+            presence_ms=self.presence_ms,
+            index_refresh_ms=self._index_refresh_ms,
         )
         return script_keys.values(), args.values()
 
@@ -244,7 +269,10 @@ class VisitorTracker:
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
         status, count, needs_index, recorded_at = raw
         if needs_index:
-            self._client.zadd(index_key(index_shard(visit.community_id, self._index_shards)), {visit.community_id: 0})
+            # Due at once; a registration lost on the way (a timeout, a crash) is redone by a later
+            # beacon, since record.lua asks again every `index_refresh_seconds`.
+            shard = index_key(index_shard(visit.community_id, self._index_shards))
+            self._client.zadd(shard, {visit.community_id: 0})
         visitor_division = visit.visitor.division_id
         # Built from values this method controls, so pydantic's validation is skipped (hot path).
         return VisitOutcome.model_construct(
@@ -271,14 +299,18 @@ class VisitorTracker:
         return outcomes
 
     @live_state_errors
-    def remove_visitor(self, community_id: str, visitor_key: str, now_ms: int, *, user_id: str | None = None) -> int:
-        """The visitor leaves (pagehide). Returns the live count afterwards."""
-        keys = RemoveKeys(
-            **CommunityKeys(community_id).state_fields, user_communities=self._user_set_in_script(user_id)
+    def remove_visitor(self, community_id: str, connection: str, now_ms: int) -> int:
+        """One connection leaves (pagehide); it counts for the leave grace, then its person goes
+        with it unless another connection is open. Returns the live count afterwards."""
+        args = RemoveArgs(
+            now_ms=now_ms,
+            cutoff_ms=now_ms - self.window_ms,
+            connection=connection,
+            grace_ms=self.grace_ms,
+            window_ms=self.window_ms,
+            presence_ms=self.presence_ms,
         )
-        args = RemoveArgs(cutoff_ms=now_ms - self.window_ms, member=visitor_key, community_id=community_id)
-        _removed, count = self._scripts.call("remove", keys.values(), args.values())
-        self._after_remove(community_id, user_id)
+        _left, count = self._scripts.call("remove", CommunityKeys(community_id).state, args.values())
         return int(count)
 
     @live_state_errors
@@ -324,11 +356,7 @@ class VisitorTracker:
         """Live visitors, most recent activity first; only authenticated ones carry an id."""
         args = ListVisitorsArgs(cutoff_ms=now_ms - self.window_ms, offset=offset, limit=limit)
         total, page, records = self._scripts.call("list_visitors", CommunityKeys(community_id).state, args.values())
-        visitors = [
-            decode_visitor(record, int(float(page[2 * i + 1])))
-            for i, record in enumerate(records)
-            if record is not None
-        ]
+        visitors = [decode_visitor(record) for record in records if record is not None]
         has_more = offset + len(page) // 2 < total
         return VisitorPage(
             visitors=visitors,
@@ -348,10 +376,10 @@ class VisitorTracker:
                 *(keys.unique(b) for b in buckets),
                 *(keys.series(h) for h in hours),
             ],
-            ReadStateArgs(cutoff_ms=now_ms - self.window_ms).values(),
+            ReadStateArgs(cutoff_ms=now_ms - self.window_ms, present_after_ms=now_ms - self.presence_ms).values(),
         )
         total, (auth, anon, cross), divisions, pairs, *peak_fields = raw[:7]
-        daily_unique, weekly_unique, monthly_unique, series = raw[7:]
+        daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:]
         return _State(
             total=total,
             authenticated=_int(auth),
@@ -370,6 +398,8 @@ class VisitorTracker:
             ],
             unique=UniqueVisitors(daily=daily_unique, weekly=weekly_unique, monthly=monthly_unique),
             series={int(m): int(n) for flat in series for m, n in _pairs(flat)},
+            present=present,
+            connections=connections,
         )
 
     @live_state_errors
@@ -462,14 +492,15 @@ class ClusterVisitorTracker(VisitorTracker):
         user_id = visit.visitor.user_id
         if user_id is None or status != _COUNTED:
             return
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zadd(user_communities_key(user_id), {visit.community_id: now_ms})
-        pipe.pexpire(user_communities_key(user_id), self._user_set_ttl_ms)
-        pipe.execute()
-
-    def _after_remove(self, community_id: str, user_id: str | None) -> None:
-        if user_id is not None:
-            self._client.zrem(user_communities_key(user_id), community_id)
+        # The visit is recorded already: a failure here must not make it look unrecorded. The
+        # set is rewritten by the user's every beacon, so a lost write heals within one heartbeat.
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zadd(user_communities_key(user_id), {visit.community_id: now_ms})
+            pipe.pexpire(user_communities_key(user_id), self._user_set_ttl_ms)
+            pipe.execute()
+        except DRIVER_ERRORS as error:
+            logger.warning("per-user set not updated", extra={"error": type(error).__name__})
 
 
 def _timeline(series: dict[int, int], now_ms: int, minutes: int) -> list[TimelinePoint]:
@@ -494,5 +525,10 @@ def get_tracker() -> VisitorTracker:
         window_seconds=settings.active_window_seconds,
         dedup_seconds=settings.dedup_seconds,
         rate_limit_per_minute=settings.rate_limit_per_minute,
+        connection_rate_limit_per_minute=settings.connection_rate_limit_per_minute,
+        anonymous_people_per_client=settings.anonymous_people_per_client,
+        presence_seconds=settings.presence_seconds,
+        leave_grace_seconds=settings.leave_grace_seconds,
+        index_refresh_seconds=settings.index_refresh_seconds,
         index_shards=settings.index_shards,
     )

@@ -46,7 +46,7 @@ class Contract:
 
 @dataclass(frozen=True, slots=True)
 class CommunityState(Contract):
-    """KEYS[1..5] of every community script (the prelude, `community.lua`)."""
+    """KEYS[1..8] of every community script (the prelude, `community.lua`)."""
 
     script: ClassVar[str] = "community"
     live: str
@@ -54,6 +54,9 @@ class CommunityState(Contract):
     counts: str
     divisions: str
     pairs: str
+    conns: str
+    conn_people: str
+    present: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,9 @@ class RecordKeys(Contract):
     counts: str
     divisions: str
     pairs: str
+    conns: str
+    conn_people: str
+    present: str
     peak_day: str
     peak_week: str
     peak_month: str
@@ -74,7 +80,9 @@ class RecordKeys(Contract):
     series: str
     drops: str
     event: str
-    rate: str
+    client_rate: str
+    connection_rate: str
+    client_people: str
     user_communities: str | None = None  # single node only: a cluster keeps it in another slot
 
 
@@ -83,17 +91,20 @@ class RecordArgs(Contract):
     script: ClassVar[str] = "record"
     now_ms: int
     cutoff_ms: int
-    member: str
+    member: str  # the person
+    alt_member: str  # the same cookieless person's key of the previous day ('' none)
+    connection: str
     pages: int  # 0 or 1
-    must_be_present: int  # 1: a heartbeat, which never creates a visitor
+    must_be_present: int  # 1: a heartbeat, which never creates a person
     is_authenticated: int
     community_division: str
     visitor_division: str
     user_id: str
-    merge_member: str  # the same person's anonymous entry, folded in on login ('' none)
     has_event_id: int
     dedup_seconds: int
-    rate_limit: int  # beacons per client per minute, 0 off
+    client_rate_limit: int  # beacons per client per minute, 0 off
+    connection_rate_limit: int  # beacons per connection per minute, 0 off
+    people_per_client: int  # new anonymous people one client may make per window, 0 off
     minute: int
     day_expire_at: int
     week_expire_at: int
@@ -103,25 +114,22 @@ class RecordArgs(Contract):
     community_id: str
     user_set_ttl_ms: int
     rate_counter_seconds: int
-
-
-@dataclass(frozen=True, slots=True)
-class RemoveKeys(Contract):
-    script: ClassVar[str] = "remove"
-    live: str
-    visitors: str
-    counts: str
-    divisions: str
-    pairs: str
-    user_communities: str | None = None
+    window_ms: int
+    presence_ms: int
+    index_refresh_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveArgs(Contract):
+    """KEYS of remove: the state only."""
+
     script: ClassVar[str] = "remove"
+    now_ms: int
     cutoff_ms: int
-    member: str
-    community_id: str
+    connection: str
+    grace_ms: int
+    window_ms: int
+    presence_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,9 @@ class PruneKeys(Contract):
     counts: str
     divisions: str
     pairs: str
+    conns: str
+    conn_people: str
+    present: str
     series: str
     closed_peak_yesterday: str
     closed_peak_day_before: str
@@ -157,6 +168,7 @@ class ReadStateArgs(Contract):
 
     script: ClassVar[str] = "read_state"
     cutoff_ms: int
+    present_after_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +193,7 @@ class ClaimDueArgs(Contract):
     due_ms: int
 
 
-KEY_CONTRACTS: tuple[type[Contract], ...] = (CommunityState, RecordKeys, RemoveKeys, PruneKeys, ClaimDueKeys)
+KEY_CONTRACTS: tuple[type[Contract], ...] = (CommunityState, RecordKeys, PruneKeys, ClaimDueKeys)
 ARG_CONTRACTS: tuple[type[Contract], ...] = (
     RecordArgs,
     RemoveArgs,

@@ -74,7 +74,7 @@ def test_scheduled_pass_removes_stale_visitors_and_keeps_counts_exact(cleanup_en
     assert cleanup_env.zrange(keys.live, 0, -1) == [anonymous("fresh").key]
     assert cleanup_env.hgetall(keys.divisions) == {"laval": "1"}
     assert cleanup_env.hgetall(keys.pairs) == {"laval>quebec": "1"}
-    assert cleanup_env.hgetall(keys.counts) == {"anon": "1", "cross": "1", "indexed": "1"}
+    assert cleanup_env.hgetall(keys.counts) == {"anon": "1", "cross": "1", "indexed": str(EVENT_TIME - 3 * MINUTE)}
 
 
 def test_emptied_community_waits_for_its_rollups_then_leaves_the_index(cleanup_env: Redis) -> None:
@@ -172,7 +172,7 @@ def test_two_passes_at_once_never_double_decrement(cleanup_env: Redis) -> None:
     for community in communities:
         keys = CommunityKeys(community)
         assert cleanup_env.hgetall(keys.divisions) == {"montreal": "1"}
-        assert cleanup_env.hgetall(keys.counts) == {"anon": "1", "cross": "1", "indexed": "1"}
+        assert cleanup_env.hgetall(keys.counts) == {"anon": "1", "cross": "1", "indexed": str(T0 + 4 * MINUTE)}
 
 
 def clone_community(redis: Redis, tracker: VisitorTracker, source: str, targets: list[str]) -> None:

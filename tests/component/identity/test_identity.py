@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
-from community_tracker.identity import TokenVerifier, VisitorHasher, beacon_identity, bearer_token, location_division
+from community_tracker.identity import (
+    BeaconIdentity,
+    Principal,
+    TokenVerifier,
+    VisitorHasher,
+    beacon_identity,
+    bearer_token,
+    location_division,
+)
 from community_tracker.settings import Settings
 from infra.redis_servers import free_port
 from tests.builders import T0
@@ -203,23 +211,72 @@ def test_cookieless_key_rotates_every_day() -> None:
     assert today != hasher.cookieless_key(T0, "198.51.100.2", "UA")
 
 
-def test_login_carries_the_browser_key_to_merge() -> None:
+def identify(
+    hasher: VisitorHasher,
+    *,
+    principal: Principal | None = None,
+    visitor_id: str | None = None,
+    connection_id: str | None = None,
+    location: str | None = None,
+    now_ms: int = T0,
+) -> BeaconIdentity:
+    return beacon_identity(
+        principal=principal,
+        visitor_id=visitor_id,
+        connection_id=connection_id,
+        source_ip="198.51.100.1",
+        user_agent="UA",
+        location=location,
+        hasher=hasher,
+        now_ms=now_ms,
+        window_ms=300_000,
+    )
+
+
+def test_login_carries_the_browser_connection_to_merge() -> None:
     hasher = VisitorHasher("key")
     principal = hs256_verifier().verify(jwt.encode(claims(sub="u-9"), SECRET, algorithm="HS256"))
 
-    identity = beacon_identity(
-        principal=principal,
-        visitor_id="tab-merge-001",
-        source_ip="198.51.100.1",
-        user_agent="UA",
-        location="laval",
-        hasher=hasher,
-        now_ms=T0,
-    )
+    anonymous = identify(hasher, visitor_id="tab-merge-001")
+    identity = identify(hasher, principal=principal, visitor_id="tab-merge-001", location="laval")
 
     assert identity.visitor.key == "u:u-9"
     assert identity.visitor.division_id is None  # a user's division comes from the token only
-    assert identity.merge_key == hasher.browser_key("tab-merge-001")
+    # Without a tab id, the browser's one connection moves from its anonymous person to the user
+    assert identity.connection_key == anonymous.connection_key == f"c:{hasher.browser_key('tab-merge-001')}"
+    assert identity.merges_anonymous
+
+
+def test_a_tab_id_is_a_connection_of_the_browser_person() -> None:
+    hasher = VisitorHasher("key")
+
+    first = identify(hasher, visitor_id="browser-0001", connection_id="tab-0001")
+    second = identify(hasher, visitor_id="browser-0001", connection_id="tab-0002")
+
+    assert first.visitor.key == second.visitor.key == hasher.browser_key("browser-0001")
+    assert first.connection_key != second.connection_key
+    assert "tab-0001" not in first.connection_key
+
+
+def test_ipv6_clients_are_known_by_their_64() -> None:
+    hasher = VisitorHasher("key")
+
+    assert hasher.client_key("2001:db8:1:2::1") == hasher.client_key("2001:db8:1:2:ffff::9")
+    assert hasher.client_key("2001:db8:1:2::1") != hasher.client_key("2001:db8:1:3::1")
+    assert hasher.client_key("::ffff:198.51.100.7") == hasher.client_key("198.51.100.7")
+
+
+def test_a_cookieless_person_keeps_yesterdays_key_just_past_midnight() -> None:
+    hasher = VisitorHasher("key")
+    midnight = T0 - T0 % 86_400_000 + 86_400_000
+
+    before = identify(hasher, now_ms=midnight - 1)
+    after = identify(hasher, now_ms=midnight + 1)
+    later = identify(hasher, now_ms=midnight + 400_000)
+
+    assert after.visitor.key != before.visitor.key
+    assert after.alt_key == before.visitor.key
+    assert later.alt_key is None
 
 
 def test_location_headers_count_only_when_trusted() -> None:

@@ -145,8 +145,8 @@ def test_subscribers_get_coalesced_changes(community: Community, registry: Conne
     pusher.tick(T0 + SECOND)
     # Nothing changed: nothing sent
     pusher.tick(T0 + 2 * SECOND)
-    # Only the counts change (a visitor from an unknown division... joins the unknown bucket: both change)
-    tracker.remove_visitor(cid, anonymous("s0").key, T0 + 2500)
+    # A visitor from an unknown division joins: both the counts and the divisions change
+    tracker.add_visitor(visit(cid, anonymous("s-late")), T0 + 2500)
     pusher.tick(T0 + 3 * SECOND)
 
     assert poster.types("a") == poster.types("b")
@@ -164,7 +164,7 @@ def test_subscribers_get_coalesced_changes(community: Community, registry: Conne
         "anonymous": 10,
     }
     assert poster.sent["a"][1]["cross_division"]["cross_division_visits"] == 10
-    assert poster.sent["a"][2]["total"] == 19
+    assert poster.sent["a"][2]["total"] == 21
 
 
 def test_gone_connections_are_pruned(community: Community, registry: ConnectionRegistry) -> None:

@@ -16,7 +16,7 @@ from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
 from community_tracker.timeutil import iso, to_ms
 from infra.redis_servers import RedisProcess
-from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
+from tests.builders import MINUTE, SECOND, T0, anonymous, browser_of, user, visit
 
 WINDOW = 5 * MINUTE
 
@@ -51,6 +51,8 @@ def test_counts_split_and_percentages(tracker: VisitorTracker, community_id: str
         "anonymous_visitors": 2,
         "authenticated_percentage": 33.33,
         "anonymous_percentage": 66.67,
+        "present_now": 3,
+        "connections": 3,
     }
     assert tracker.get_authenticated_visitor_count(community_id, T0 + 3) == 1
     assert tracker.get_anonymous_visitor_count(community_id, T0 + 3) == 2
@@ -163,7 +165,7 @@ def test_peaks_per_day_week_and_month(tracker: VisitorTracker, community_id: str
     for i in range(3):
         tracker.add_visitor(visit(community_id, anonymous(f"s{i}")), T0 + i)
     for i in range(3):
-        tracker.remove_visitor(community_id, anonymous(f"s{i}").key, T0 + 10 + i)
+        tracker.remove_visitor(community_id, browser_of(anonymous(f"s{i}")), T0 + 10 + i)
 
     # Then the peaks stay at 3, with the time the third one arrived
     assert tracker.get_peak_counts(community_id, T0 + 20).model_dump() == {
@@ -233,7 +235,7 @@ def test_login_merges_the_anonymous_entry(tracker: VisitorTracker, community_id:
 
     # When the same browser logs in and views a page with its token and its anonymous id
     outcome = tracker.add_visitor(
-        visit(community_id, user("u1", "montreal"), merge_key=anonymous("browser-1").key), T0 + 2 * MINUTE
+        visit(community_id, user("u1", "montreal"), connection=browser_of(anonymous("browser-1"))), T0 + 2 * MINUTE
     )
 
     # Then one authenticated visitor remains, with the anonymous history folded in
@@ -251,12 +253,15 @@ def test_remove_visitor(tracker: VisitorTracker, community_id: str) -> None:
     tracker.add_visitor(visit(community_id, user(leaver, "laval")), T0)
     tracker.add_visitor(visit(community_id, anonymous("s1")), T0 + 1)
 
-    assert tracker.remove_visitor(community_id, user(leaver).key, T0 + 2, user_id=leaver) == 1
-    assert tracker.remove_visitor(community_id, user("nobody").key, T0 + 3) == 1
+    # The leave takes effect after the grace (the next page of the same visit would cancel it)
+    assert tracker.remove_visitor(community_id, browser_of(user(leaver)), T0 + 2) == 2
+    assert tracker.remove_visitor(community_id, browser_of(user("nobody")), T0 + 3) == 2
+    after_grace = T0 + 2 + tracker.grace_ms
 
-    assert tracker.get_cross_division_stats(community_id, T0 + 4).cross_division_visits == 0
-    assert not tracker.is_user_visiting(community_id, leaver, T0 + 4)
-    assert tracker.get_user_communities(leaver, T0 + 4) == []
+    assert tracker.get_visitor_stats(community_id, after_grace).total_visitors == 1
+    assert tracker.get_cross_division_stats(community_id, after_grace).cross_division_visits == 0
+    assert not tracker.is_user_visiting(community_id, leaver, after_grace)
+    assert tracker.get_user_communities(leaver, after_grace) == []
 
 
 def test_visitor_list_most_recent_first_and_paginated(tracker: VisitorTracker, community_id: str) -> None:
@@ -313,7 +318,7 @@ def test_timeline_keeps_the_highest_count_of_each_minute(tracker: VisitorTracker
     minute_start = T0 - T0 % MINUTE
     tracker.add_visitor(visit(community_id, anonymous("a")), minute_start)
     tracker.add_visitor(visit(community_id, anonymous("b")), minute_start + SECOND)
-    tracker.remove_visitor(community_id, anonymous("b").key, minute_start + 2 * SECOND)
+    tracker.remove_visitor(community_id, browser_of(anonymous("b")), minute_start + 2 * SECOND)
     tracker.add_visitor(visit(community_id, anonymous("c")), minute_start + 2 * MINUTE)
 
     timeline = tracker.get_timeline(community_id, minute_start + 2 * MINUTE, minutes=4)
@@ -368,7 +373,7 @@ def test_cleanup_removes_stale_visitors_and_keeps_counts_exact(
     client = tracker.client
     assert client.hgetall(keys.divisions) == {"montreal": "1"}
     assert client.hgetall(keys.pairs) == {"montreal>quebec": "1"}
-    assert client.hgetall(keys.counts) == {"anon": "1", "cross": "1", "indexed": "1"}
+    assert client.hgetall(keys.counts) == {"anon": "1", "cross": "1", "indexed": str(T0 + 3 * MINUTE)}
     assert client.hkeys(keys.visitors) == [anonymous("new").key]
 
     # A second pass at the same time finds nothing more to remove (no double decrement)

@@ -1,10 +1,11 @@
-"""Property-based: random visits, heartbeats, leaves, logins, cleanups and clock moves, checked
-after every step against a plain-Python model of the seed's operations (README, "The seed's operations")."""
+"""Property-based: random page views, heartbeats and leaves of people from several tabs (so logins,
+logouts and tabs moving between people), midnights, cleanups and clock moves, checked after every
+step against a plain-Python model of people and connections (README, "Presence")."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -15,7 +16,7 @@ from community_tracker.redis.cleanup_index import CleanupIndex
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
 from community_tracker.redis.scripts import RedisClient
 from community_tracker.timeutil import PERIODS, bucket, iso
-from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
+from tests.builders import MINUTE, SECOND, T0, anonymous, browser_of, tab, user, visit
 
 WINDOW_MS = 5 * MINUTE
 COMMUNITY_DIVISION = "quebec"
@@ -27,65 +28,111 @@ USERS = [
     user("carol", None),
     user("dan", "laval"),
 ]
-BROWSERS = [anonymous("tab-1", None), anonymous("tab-2", "montreal"), anonymous("tab-3", "quebec")]
+BROWSERS = [anonymous("browser-1", None), anonymous("browser-2", "montreal"), anonymous("browser-3", "quebec")]
+# Tabs, and the one connection of a browser that sends no tab id (a login from it moves that)
+TABS = [tab("1"), tab("2"), tab("3"), *(browser_of(b) for b in BROWSERS)]
+GRACE_MS = 15 * SECOND
+PRESENCE_MS = 65 * SECOND
 EVENT_IDS = [f"evt-{i:04d}-model" for i in range(6)]
 
 
-@dataclass(frozen=True)
-class ModelVisitor:
+@dataclass
+class ModelPerson:
     identity: VisitorIdentity
     joined: int
     pages: int
-    last: int
+    last: int  # their last beacon
+    conns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConnection:
+    person: str
+    at: int  # last heard, or when it left
+    open: bool
 
 
 class ReferenceModel:
-    """What the seed's operations say, with no Redis: a dict of visitors and a few counters."""
+    """People and their connections, with no Redis (README, "Presence"): a connection is open
+    until WINDOW after it was last heard, or GRACE after it left; a person is live while any of
+    their connections is; present while one was heard within PRESENCE (or left within GRACE)."""
 
     def __init__(self) -> None:
-        self.visitors: dict[str, ModelVisitor] = {}
+        self.people: dict[str, ModelPerson] = {}
+        self.conns: dict[str, ModelConnection] = {}
         self.peaks: dict[tuple[str, str], int] = {}
         self.seen_events: set[str] = set()
 
+    def alive(self, conn: ModelConnection, now: int) -> bool:
+        return now - conn.at < WINDOW_MS if conn.open else now < conn.at + GRACE_MS
+
+    def present(self, conn: ModelConnection, now: int) -> bool:
+        return now - conn.at < PRESENCE_MS if conn.open else now < conn.at + GRACE_MS
+
+    def live_score(self, person: ModelPerson) -> int:
+        return max(c.at if c.open else c.at + GRACE_MS - WINDOW_MS for c in (self.conns[k] for k in person.conns))
+
     def prune(self, now: int) -> None:
-        self.visitors = {k: v for k, v in self.visitors.items() if now - v.last < WINDOW_MS}
+        self.conns = {k: c for k, c in self.conns.items() if self.alive(c, now)}
+        for person in self.people.values():
+            person.conns = [k for k in person.conns if k in self.conns]
+        self.people = {k: p for k, p in self.people.items() if p.conns}
 
     def record(
         self,
         identity: VisitorIdentity,
+        connection: str,
         now: int,
         *,
         pages: int,
         must_be_present: bool,
         event_id: str | None = None,
-        merge_key: str | None = None,
+        alt_key: str | None = None,
     ) -> str:
         self.prune(now)
         if event_id is not None:
             if event_id in self.seen_events:
                 return "duplicate"
             self.seen_events.add(event_id)
-        merged = None
-        if merge_key is not None and merge_key != identity.key:
-            merged = self.visitors.pop(merge_key, None)
-        existing = self.visitors.get(identity.key)
-        if existing is None and merged is None and must_be_present:
+        key = identity.key
+        if alt_key is not None and key not in self.people and alt_key in self.people:
+            key = alt_key
+        owned = self.conns.get(connection)
+        previous = None
+        if owned is not None and owned.person != key and owned.person in self.people:
+            previous = self.people[owned.person]
+        others = [k for k in previous.conns if k != connection] if previous else []
+        keeps_others = any(self.conns[k].open for k in others)
+        existing = self.people.get(key)
+        if existing is None and must_be_present and not (previous and not keeps_others):
             return "not_present"
+        folded = None
+        if previous is not None:
+            previous.conns = others
+            if not keeps_others:
+                folded = self.people.pop(owned.person)  # type: ignore[union-attr]
         joined = existing.joined if existing else now
         total_pages = (existing.pages if existing else 0) + pages
-        if merged is not None:
-            joined = min(joined, merged.joined)
-            total_pages += merged.pages
-        self.visitors[identity.key] = ModelVisitor(identity, joined, total_pages, now)
-        count = len(self.visitors)
+        conns = [k for k in existing.conns if k != connection] if existing else []
+        if folded is not None:
+            joined = min(joined, folded.joined)
+            total_pages += folded.pages
+        self.people[key] = ModelPerson(identity, joined, total_pages, now, [*conns, connection])
+        self.conns[connection] = ModelConnection(key, now, open=True)
+        count = len(self.people)
         for period in PERIODS:
-            key = (period, bucket(period, now).id)
-            self.peaks[key] = max(self.peaks.get(key, 0), count)
+            bucket_key = (period, bucket(period, now).id)
+            self.peaks[bucket_key] = max(self.peaks.get(bucket_key, 0), count)
         return "counted"
 
-    def leave(self, identity: VisitorIdentity, now: int) -> None:
+    def leave(self, connection: str, now: int) -> None:
         self.prune(now)
-        self.visitors.pop(identity.key, None)
+        conn = self.conns.get(connection)
+        if conn is not None and conn.open:
+            self.conns[connection] = ModelConnection(conn.person, now, open=False)
+
+    def present_now(self, now: int) -> int:
+        return sum(1 for p in self.people.values() if any(self.present(self.conns[k], now) for k in p.conns))
 
 
 class TrackerMachine(RuleBasedStateMachine):
@@ -97,45 +144,65 @@ class TrackerMachine(RuleBasedStateMachine):
         self.now = T0
         self.model = ReferenceModel()
 
-    @rule(identity=st.sampled_from(USERS + BROWSERS), event_id=st.none() | st.sampled_from(EVENT_IDS))
-    def page_view(self, identity: VisitorIdentity, event_id: str | None) -> None:
+    @rule(
+        identity=st.sampled_from(USERS + BROWSERS),
+        connection=st.sampled_from(TABS),
+        event_id=st.none() | st.sampled_from(EVENT_IDS),
+        alt=st.none() | st.sampled_from(BROWSERS),
+    )
+    def page_view(
+        self, identity: VisitorIdentity, connection: str, event_id: str | None, alt: VisitorIdentity | None
+    ) -> None:
+        alt_key = alt.key if alt is not None and not identity.is_authenticated else None
         outcome = self.tracker.add_visitor(
-            visit(self.community_id, identity, COMMUNITY_DIVISION, event_id=event_id), self.now
+            visit(
+                self.community_id,
+                identity,
+                COMMUNITY_DIVISION,
+                event_id=event_id,
+                connection=connection,
+                alt_key=alt_key,
+            ),
+            self.now,
         )
-        expected = self.model.record(identity, self.now, pages=1, must_be_present=False, event_id=event_id)
+        expected = self.model.record(
+            identity, connection, self.now, pages=1, must_be_present=False, event_id=event_id, alt_key=alt_key
+        )
         assert outcome.status == expected
-        assert outcome.result.current_count == len(self.model.visitors)
+        assert outcome.result.current_count == len(self.model.people)
 
-    @rule(identity=st.sampled_from(USERS + BROWSERS), increment=st.booleans())
-    def heartbeat(self, identity: VisitorIdentity, increment: bool) -> None:
+    @rule(identity=st.sampled_from(USERS + BROWSERS), connection=st.sampled_from(TABS), increment=st.booleans())
+    def heartbeat(self, identity: VisitorIdentity, connection: str, increment: bool) -> None:
         outcome = self.tracker.update_visitor_activity(
-            visit(self.community_id, identity, COMMUNITY_DIVISION), self.now, increment_pages=increment
+            visit(self.community_id, identity, COMMUNITY_DIVISION, connection=connection),
+            self.now,
+            increment_pages=increment,
         )
-        expected = self.model.record(identity, self.now, pages=int(increment), must_be_present=True)
+        expected = self.model.record(identity, connection, self.now, pages=int(increment), must_be_present=True)
         assert outcome.status == expected
 
-    @rule(identity=st.sampled_from(USERS + BROWSERS))
-    def leave(self, identity: VisitorIdentity) -> None:
-        count = self.tracker.remove_visitor(self.community_id, identity.key, self.now, user_id=identity.user_id)
-        self.model.leave(identity, self.now)
-        assert count == len(self.model.visitors)
-
-    @rule(browser=st.sampled_from(BROWSERS), account=st.sampled_from(USERS))
-    def login(self, browser: VisitorIdentity, account: VisitorIdentity) -> None:
-        self.tracker.add_visitor(visit(self.community_id, account, COMMUNITY_DIVISION, merge_key=browser.key), self.now)
-        self.model.record(account, self.now, pages=1, must_be_present=False, merge_key=browser.key)
+    @rule(connection=st.sampled_from(TABS))
+    def leave(self, connection: str) -> None:
+        count = self.tracker.remove_visitor(self.community_id, connection, self.now)
+        self.model.leave(connection, self.now)
+        self.model.prune(self.now)
+        assert count == len(self.model.people)
 
     @rule()
     def cleanup(self) -> None:
-        before = len(self.model.visitors)
+        before = len(self.model.people)
         result = CleanupIndex(self.tracker.client, window_seconds=WINDOW_MS // 1000).cleanup_stale_visitors(
             self.community_id, self.now
         )
         self.model.prune(self.now)
-        assert result.remaining == len(self.model.visitors)
+        assert result.remaining == len(self.model.people)
         assert result.removed <= before
 
-    @rule(step=st.sampled_from([1, SECOND, 30 * SECOND, MINUTE, 4 * MINUTE, WINDOW_MS - 1, WINDOW_MS, 6 * MINUTE]))
+    @rule(
+        step=st.sampled_from(
+            [1, SECOND, 14 * SECOND, GRACE_MS, 30 * SECOND, PRESENCE_MS, MINUTE, 4 * MINUTE, WINDOW_MS - 1, WINDOW_MS]
+        )
+    )
     def tick(self, step: int) -> None:
         self.now += step
 
@@ -146,7 +213,7 @@ class TrackerMachine(RuleBasedStateMachine):
     @invariant()
     def aggregates_match_the_model(self) -> None:
         self.model.prune(self.now)
-        live = list(self.model.visitors.values())
+        live = list(self.model.people.values())
         total = len(live)
         authenticated = sum(1 for v in live if v.identity.is_authenticated)
         summary = self.tracker.get_summary(self.community_id, self.now, timeline_minutes=1)
@@ -157,6 +224,8 @@ class TrackerMachine(RuleBasedStateMachine):
             "anonymous_visitors": total - authenticated,
             "authenticated_percentage": percentage(authenticated, total),
             "anonymous_percentage": percentage(total - authenticated, total),
+            "present_now": self.model.present_now(self.now),
+            "connections": len(self.model.conns),
         }
         divisions: dict[str | None, int] = {}
         pairs: dict[str, int] = {}
@@ -183,7 +252,8 @@ class TrackerMachine(RuleBasedStateMachine):
     @invariant()
     def visitor_list_matches_the_model(self) -> None:
         self.model.prune(self.now)
-        expected = sorted(self.model.visitors.values(), key=lambda v: (v.last, v.identity.key), reverse=True)
+        ordered = sorted(self.model.people.items(), key=lambda kv: (self.model.live_score(kv[1]), kv[0]), reverse=True)
+        expected = [person for _key, person in ordered]
         page = self.tracker.get_visitor_list(self.community_id, self.now, limit=100)
         assert [v.model_dump() for v in page.visitors] == [
             {
@@ -198,12 +268,18 @@ class TrackerMachine(RuleBasedStateMachine):
         ]
         for account in USERS:
             assert self.tracker.is_user_visiting(self.community_id, account.user_id or "", self.now) == (
-                account.key in self.model.visitors
+                account.key in self.model.people
             )
 
 
 def test_tracker_matches_the_reference_model(redis_client: RedisClient) -> None:
-    tracker = tracker_for(redis_client, window_seconds=WINDOW_MS // 1000, dedup_seconds=3600)
+    tracker = tracker_for(
+        redis_client,
+        window_seconds=WINDOW_MS // 1000,
+        dedup_seconds=3600,
+        presence_seconds=PRESENCE_MS // 1000,
+        leave_grace_seconds=GRACE_MS // 1000,
+    )
     # Users are shared by every run; their per-user sets are checked through is_user_visiting,
     # which reads the community itself, so runs cannot disturb each other.
     machine = type("BoundTrackerMachine", (TrackerMachine,), {"tracker": tracker})

@@ -80,6 +80,8 @@ def test_stats(busy: Community) -> None:
         "anonymous_visitors": 1,
         "authenticated_percentage": 66.67,
         "anonymous_percentage": 33.33,
+        "present_now": 3,
+        "connections": 3,
     }
     assert answer.headers["cache-control"] == "private, max-age=5"
 
@@ -173,7 +175,14 @@ def test_timeline_and_drops(busy: Community) -> None:
 
     assert [p["visitors"] for p in timeline["points"]][-1] == 3
     assert timeline["minutes"] == 3
-    assert drops == {"day": "2031-03-05", "bot": 0, "rate_limited": 0, "duplicate": 0, "invalid": 0}
+    assert drops == {
+        "day": "2031-03-05",
+        "bot": 0,
+        "rate_limited": 0,
+        "duplicate": 0,
+        "invalid": 0,
+        "too_many_people": 0,
+    }
 
 
 def test_reads_are_exact_with_stale_visitors_and_no_cleanup(busy: Community) -> None:

@@ -29,6 +29,7 @@ from tests.helpers import (
     beacon,
     call,
     load_event,
+    only_this_answers,
 )
 from track_visit.handler import lambda_handler
 
@@ -84,6 +85,8 @@ def test_sample_events_are_counted(function_env: None, redis: Redis, sample: str
         "visitor_division",
         "community_division",
         "timestamp",
+        "event_id",
+        "event_id_generated",
     }
     assert answer.json()["community_division"] == "quebec"
     assert answer.headers["access-control-allow-origin"] == "http://localhost:3000"
@@ -185,10 +188,13 @@ def test_heartbeat_and_leave(community: Community, redis: Redis) -> None:
     alive = beacon(cid, body, kind="heartbeat", now_ms=T0 + 4 * MINUTE)
     late = beacon(cid, {"visitor_id": "tab-hb-unknown"}, kind="heartbeat", now_ms=T0 + 4 * MINUTE)
     left = beacon(cid, body, kind="leave", now_ms=T0 + 5 * MINUTE)
+    after_grace = beacon(cid, {"visitor_id": "tab-hb-other"}, kind="heartbeat", now_ms=T0 + 5 * MINUTE + 15_000)
 
     assert (alive.status, alive.json()["active"], alive.json()["current_count"]) == (200, True, 1)
     assert (late.status, late.json()["active"]) == (200, False)
-    assert (left.status, left.json()["current_count"]) == (200, 0)
+    # The leave takes effect after its grace (the next page of the same visit would cancel it)
+    assert (left.status, left.json()["current_count"]) == (200, 1)
+    assert after_grace.json()["current_count"] == 0
     assert live_count(redis, cid) == 0
 
 
@@ -466,22 +472,22 @@ def test_dynamodb_throttling_after_retries_is_503(
     attempts: list[str] = []
 
     def throttle(**kwargs: Any) -> AWSResponse:
-        attempts.append("PutItem")
+        attempts.append("TransactWriteItems")
         return aws_error(400, "ProvisionedThroughputExceededException", json_type=DYNAMODB_ERROR_TYPE)
 
     client = get_stores().visits._table.meta.client
-    client.meta.events.register("before-send.dynamodb.PutItem", throttle)  # type: ignore[arg-type]
-
-    answer = beacon(
-        community.community_id,
-        {"event_id": "evt-throttle-001", "url": "https://x.example/"},
-        headers=bearer(),
-    )
+    with only_this_answers(client, "before-send.dynamodb.TransactWriteItems", throttle):
+        answer = beacon(
+            community.community_id,
+            {"event_id": "evt-throttle-001", "url": "https://x.example/"},
+            headers=bearer(),
+        )
 
     assert answer.status == 503
     assert answer.json()["error"]["code"] == "history_unavailable"
-    assert len(attempts) == 1 + 4  # the first try and botocore's four standard-mode retries
-    client.meta.events.unregister("before-send.dynamodb.PutItem", throttle)  # type: ignore[arg-type]
+    assert answer.headers["retry-after"] == "5"
+    assert len(attempts) == 2  # the first try and the one retry that fits the function's timeout
+    assert visit_items(community.community_id) == []  # the failure reached the code: nothing stored
     retry = beacon(
         community.community_id,
         {"event_id": "evt-throttle-001", "url": "https://x.example/"},

@@ -1,11 +1,22 @@
 -- Shared prelude of every script that touches one community (prepended by redis/scripts.py).
--- KEYS[1..5] are always that community's live state (scripts.CommunityState); all of its keys
+-- KEYS[1..8] are always that community's live state (scripts.CommunityState); all of its keys
 -- share the hash tag {c:<id>}.
 local LIVE = KEYS[1]
 local VISITORS = KEYS[2]
 local COUNTS = KEYS[3]
 local DIVISIONS = KEYS[4]
 local PAIRS = KEYS[5]
+local CONNS = KEYS[6]
+local CONN_PEOPLE = KEYS[7]
+local PRESENT = KEYS[8]
+
+-- People and connections (README, "Presence"). LIVE scores each person by the moment they stop
+-- being live minus the window, CONNS each connection the same way: a connection heard at t
+-- scores t; one that left at t scores t + grace - window, so both go stale when its grace ends.
+-- A person is live while any of their connections is: their LIVE score is the highest score of
+-- their connections. PRESENT scores each person by when they stop being present minus the
+-- presence window: heard at t scores t, a connection that left at t counts until t + grace.
+-- CONN_PEOPLE maps a connection to '1' .. person (open) or '0' .. person (left, in its grace).
 
 -- Derived counters only ever move through here, so a field at zero disappears.
 local function bump(key, field, delta)
@@ -14,22 +25,32 @@ local function bump(key, field, delta)
   end
 end
 
--- A visitor record: joined_ms|pages|auth(0/1)|community_division|division|user_id
--- ('' for an unknown division or an anonymous visitor; the user id is last since it may hold '|').
+-- A person's record: joined_ms|pages|last_heard_ms|auth(0/1)|community_division|division|user_id,
+-- then one line per connection key ('' for an unknown division or an anonymous person; the user id is
+-- last on its line since it may hold '|'; user ids and connection keys never hold a newline).
 local function decode(raw)
-  local j, p, a, c, d, u = string.match(raw, '^(%d+)|(%d+)|([01])|([^|]*)|([^|]*)|(.*)$')
-  return {j = tonumber(j), p = tonumber(p), a = a, c = c, d = d, u = u}
+  local head, rest = string.match(raw, '^([^\n]*)\n?(.*)$')
+  local j, p, l, a, c, d, u = string.match(head, '^(%d+)|(%d+)|(%d+)|([01])|([^|]*)|([^|]*)|(.*)$')
+  local conns = {}
+  for conn in string.gmatch(rest, '[^\n]+') do
+    conns[#conns + 1] = conn
+  end
+  return {j = tonumber(j), p = tonumber(p), l = tonumber(l), a = a, c = c, d = d, u = u, k = conns}
 end
 
 local function encode(r)
-  return string.format('%d|%d|%s|%s|%s|%s', r.j, r.p, r.a, r.c, r.d, r.u)
+  local head = string.format('%d|%d|%d|%s|%s|%s|%s', r.j, r.p, r.l, r.a, r.c, r.d, r.u)
+  if #r.k == 0 then
+    return head
+  end
+  return head .. '\n' .. table.concat(r.k, '\n')
 end
 
 local function is_cross(r)
   return r.d ~= '' and r.c ~= '' and r.d ~= r.c
 end
 
--- Adds (delta 1) or takes back (delta -1) what a live visitor contributes to the counts; `change`
+-- Adds (delta 1) or takes back (delta -1) what a live person contributes to the counts; `change`
 -- applies each (key, field, delta), `bump` unless the caller collects them first.
 local function contribute(r, delta, change)
   change = change or bump
@@ -41,28 +62,87 @@ local function contribute(r, delta, change)
   end
 end
 
-local function forget(member)
-  local raw = redis.call('HGET', VISITORS, member)
-  if not raw then
-    return 0
+local function without(list, item)
+  local kept = {}
+  for _, value in ipairs(list) do
+    if value ~= item then
+      kept[#kept + 1] = value
+    end
   end
-  contribute(decode(raw), -1)
-  redis.call('HDEL', VISITORS, member)
-  redis.call('ZREM', LIVE, member)
-  return 1
+  return kept
 end
 
--- Drops every visitor whose last activity is at or before `cutoff` (ms), with its contributions.
--- Batched: the records are read with one HMGET per chunk and each derived counter is changed
--- once per group, so the cost is a few calls, not a few per stale visitor.
+-- Removes a person and what they contribute; their connections' entries go with the person
+-- only when asked (a fold keeps them: the connection lives on with another person).
+local function forget(member, rec)
+  rec = rec or decode(redis.call('HGET', VISITORS, member))
+  contribute(rec, -1)
+  redis.call('HDEL', VISITORS, member)
+  redis.call('ZREM', LIVE, member)
+  redis.call('ZREM', PRESENT, member)
+  return rec
+end
+
+-- A person's LIVE and PRESENT scores from their connections (see above), or nil when none is
+-- left. `window_ms - presence_ms` turns a left connection's LIVE score into its PRESENT one.
+local function person_scores(rec, window_minus_presence)
+  local live, present = nil, nil
+  for _, conn in ipairs(rec.k) do
+    local score = tonumber(redis.call('ZSCORE', CONNS, conn))
+    local state = redis.call('HGET', CONN_PEOPLE, conn)
+    if score and state then
+      local shown = string.sub(state, 1, 1) == '1' and score or score + window_minus_presence
+      live = live and math.max(live, score) or score
+      present = present and math.max(present, shown) or shown
+    end
+  end
+  return live, present
+end
+
+-- Drops every connection and every person whose LIVE score is at or before `cutoff` (ms), with
+-- their contributions. Batched: records are read with one HMGET per chunk and each derived
+-- counter is changed once per group, so the cost is a few calls, not a few per stale person.
 local PRUNE_CHUNK = 1000 -- well under Lua's unpack limit
 local function prune(cutoff)
+  local stale_conns = redis.call('ZRANGE', CONNS, '-inf', cutoff, 'BYSCORE')
+  if #stale_conns > 0 then
+    -- A stale connection leaves its person's record; people who stay live keep the rest.
+    local detach = {}
+    for first = 1, #stale_conns, PRUNE_CHUNK do
+      local chunk = {unpack(stale_conns, first, math.min(first + PRUNE_CHUNK - 1, #stale_conns))}
+      local owners = redis.call('HMGET', CONN_PEOPLE, unpack(chunk))
+      for i, state in ipairs(owners) do
+        if state then
+          local person = string.sub(state, 2)
+          detach[person] = detach[person] or {}
+          detach[person][chunk[i]] = true
+        end
+      end
+      redis.call('HDEL', CONN_PEOPLE, unpack(chunk))
+    end
+    redis.call('ZREMRANGEBYSCORE', CONNS, '-inf', cutoff)
+    for person, gone in pairs(detach) do
+      local score = tonumber(redis.call('ZSCORE', LIVE, person))
+      if score and score > tonumber(cutoff) then
+        local rec = decode(redis.call('HGET', VISITORS, person))
+        local kept = {}
+        for _, conn in ipairs(rec.k) do
+          if not gone[conn] then
+            kept[#kept + 1] = conn
+          end
+        end
+        rec.k = kept
+        redis.call('HSET', VISITORS, person, encode(rec))
+      end
+    end
+  end
+
   local stale = redis.call('ZRANGE', LIVE, '-inf', cutoff, 'BYSCORE')
   local n = #stale
   if n == 0 then
     return 0
   end
-  -- Stale visitors are grouped by what they count towards (auth|community division|division):
+  -- Stale people are grouped by what they count towards (auth|community division|division):
   -- one cheap match per record; then the groups' contributions are summed per counter, and each
   -- counter changes once.
   local groups = {}
@@ -70,11 +150,12 @@ local function prune(cutoff)
     local chunk = {unpack(stale, first, math.min(first + PRUNE_CHUNK - 1, n))}
     for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(chunk))) do
       if raw then
-        local group = string.match(raw, '^%d+|%d+|([01]|[^|]*|[^|]*)|')
+        local group = string.match(raw, '^%d+|%d+|%d+|([01]|[^|]*|[^|]*)|')
         groups[group] = (groups[group] or 0) + 1
       end
     end
     redis.call('HDEL', VISITORS, unpack(chunk))
+    redis.call('ZREM', PRESENT, unpack(chunk))
   end
   local deltas = {[COUNTS] = {}, [DIVISIONS] = {}, [PAIRS] = {}}
   local function collect(key, field, delta)

@@ -1,10 +1,11 @@
--- Every aggregate of one community, exact (stale visitors are pruned first), in one round trip.
--- KEYS[6..8] peak day/week/month, [9..11] unique visitors day/week/month, [12..] series hours.
+-- Every aggregate of one community, exact (stale people are pruned first), in one round trip.
+-- KEYS[9..11] peak day/week/month, [12..14] unique visitors day/week/month, [15..] series hours.
 -- Contract: scripts.ReadStateArgs.
 local cutoff_ms = ARGV[1]
+local present_after_ms = ARGV[2]
 prune(cutoff_ms)
 local series = {}
-for i = 12, #KEYS do
+for i = 15, #KEYS do
   series[#series + 1] = redis.call('HGETALL', KEYS[i])
 end
 return {
@@ -12,11 +13,13 @@ return {
   redis.call('HMGET', COUNTS, 'auth', 'anon', 'cross'),
   redis.call('HGETALL', DIVISIONS),
   redis.call('HGETALL', PAIRS),
-  redis.call('HMGET', KEYS[6], 'count', 'at'),
-  redis.call('HMGET', KEYS[7], 'count', 'at'),
-  redis.call('HMGET', KEYS[8], 'count', 'at'),
-  redis.call('PFCOUNT', KEYS[9]),
-  redis.call('PFCOUNT', KEYS[10]),
-  redis.call('PFCOUNT', KEYS[11]),
+  redis.call('HMGET', KEYS[9], 'count', 'at'),
+  redis.call('HMGET', KEYS[10], 'count', 'at'),
+  redis.call('HMGET', KEYS[11], 'count', 'at'),
+  redis.call('PFCOUNT', KEYS[12]),
+  redis.call('PFCOUNT', KEYS[13]),
+  redis.call('PFCOUNT', KEYS[14]),
   series,
+  redis.call('ZCOUNT', PRESENT, '(' .. present_after_ms, '+inf'),
+  redis.call('ZCARD', CONNS),
 }

@@ -1,42 +1,50 @@
--- Records one beacon for one visitor: a page view, or activity of a visitor already present.
+-- Records one beacon of one connection of one person: a page view, or activity (a heartbeat).
 -- Contract: scripts.RecordKeys / scripts.RecordArgs.
-local PEAK_DAY = KEYS[6]
-local PEAK_WEEK = KEYS[7]
-local PEAK_MONTH = KEYS[8]
-local UNIQUE_DAY = KEYS[9]
-local UNIQUE_WEEK = KEYS[10]
-local UNIQUE_MONTH = KEYS[11]
-local PAIR_HISTORY = KEYS[12]
-local SERIES = KEYS[13]
-local DROPS = KEYS[14]
-local EVENT = KEYS[15]
-local RATE = KEYS[16]
-local USER_COMMUNITIES = KEYS[17]
+local PEAK_DAY = KEYS[9]
+local PEAK_WEEK = KEYS[10]
+local PEAK_MONTH = KEYS[11]
+local UNIQUE_DAY = KEYS[12]
+local UNIQUE_WEEK = KEYS[13]
+local UNIQUE_MONTH = KEYS[14]
+local PAIR_HISTORY = KEYS[15]
+local SERIES = KEYS[16]
+local DROPS = KEYS[17]
+local EVENT = KEYS[18]
+local CLIENT_RATE = KEYS[19]
+local CONNECTION_RATE = KEYS[20]
+local CLIENT_PEOPLE = KEYS[21]
+local USER_COMMUNITIES = KEYS[22]
 local now_ms = tonumber(ARGV[1])
 local cutoff_ms = ARGV[2]
 local member = ARGV[3]
-local pages = tonumber(ARGV[4])
-local must_be_present = ARGV[5]
-local is_authenticated = ARGV[6]
-local community_division = ARGV[7]
-local visitor_division = ARGV[8]
-local user_id = ARGV[9]
-local merge_member = ARGV[10]
-local has_event_id = ARGV[11]
-local dedup_seconds = ARGV[12]
-local rate_limit = tonumber(ARGV[13])
-local minute = ARGV[14]
-local day_expire_at = ARGV[15]
-local week_expire_at = ARGV[16]
-local month_expire_at = ARGV[17]
-local series_expire_at = ARGV[18]
-local history_expire_at = ARGV[19]
-local community_id = ARGV[20]
-local user_set_ttl_ms = ARGV[21]
-local rate_counter_seconds = ARGV[22]
+local alt_member = ARGV[4]
+local connection = ARGV[5]
+local pages = tonumber(ARGV[6])
+local must_be_present = ARGV[7]
+local is_authenticated = ARGV[8]
+local community_division = ARGV[9]
+local visitor_division = ARGV[10]
+local user_id = ARGV[11]
+local has_event_id = ARGV[12]
+local dedup_seconds = ARGV[13]
+local client_rate_limit = tonumber(ARGV[14])
+local connection_rate_limit = tonumber(ARGV[15])
+local people_per_client = tonumber(ARGV[16])
+local minute = ARGV[17]
+local day_expire_at = ARGV[18]
+local week_expire_at = ARGV[19]
+local month_expire_at = ARGV[20]
+local series_expire_at = ARGV[21]
+local history_expire_at = ARGV[22]
+local community_id = ARGV[23]
+local user_set_ttl_ms = ARGV[24]
+local rate_counter_seconds = ARGV[25]
+local window_ms = tonumber(ARGV[26])
+local presence_ms = tonumber(ARGV[27])
+local index_refresh_ms = tonumber(ARGV[28])
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
--- 3 rate limited, 4 not present. "Recorded at" is when the event id was first seen (now, unless a
--- duplicate), so a retried beacon maps to the same DynamoDB key.
+-- 3 rate limited, 4 not present, 5 too many new anonymous people from one client. "Recorded
+-- at" is when the event id was first seen (now, unless a duplicate).
 prune(cutoff_ms)
 
 local function count_drop(reason)
@@ -45,49 +53,105 @@ local function count_drop(reason)
   end
 end
 
-if rate_limit > 0 then
-  local hits = redis.call('INCR', RATE)
+local function over_limit(key, limit)
+  if limit <= 0 then
+    return false
+  end
+  local hits = redis.call('INCR', key)
   if hits == 1 then
-    redis.call('EXPIRE', RATE, rate_counter_seconds)
+    redis.call('EXPIRE', key, rate_counter_seconds)
   end
-  if hits > rate_limit then
-    count_drop('rate_limited')
-    return {3, redis.call('ZCARD', LIVE), 0, now_ms}
+  return hits > limit
+end
+
+-- The registration in cleanup's index is refreshed now and then, so a registration lost
+-- between this script and the caller's ZADD (a timeout, a crash) heals by itself.
+local function needs_index()
+  local indexed = tonumber(redis.call('HGET', COUNTS, 'indexed') or '0')
+  if now_ms - indexed < index_refresh_ms then
+    return 0
   end
+  redis.call('HSET', COUNTS, 'indexed', now_ms)
+  return 1
+end
+
+if over_limit(CONNECTION_RATE, connection_rate_limit) or over_limit(CLIENT_RATE, client_rate_limit) then
+  count_drop('rate_limited')
+  return {3, redis.call('ZCARD', LIVE), 0, now_ms}
 end
 
 if has_event_id == '1' and not redis.call('SET', EVENT, now_ms, 'NX', 'EX', dedup_seconds) then
   count_drop('duplicate')
-  return {2, redis.call('ZCARD', LIVE), 0, redis.call('GET', EVENT)}
+  -- A retry whose first try timed out after running: its index registration may be lost.
+  redis.call('HSET', COUNTS, 'indexed', now_ms)
+  return {2, redis.call('ZCARD', LIVE), 1, redis.call('GET', EVENT)}
 end
 
--- Login merge: the anonymous entry of the same browser is folded into this visitor.
-local merged = nil
-if merge_member ~= '' and merge_member ~= member then
-  local raw = redis.call('HGET', VISITORS, merge_member)
-  if raw then
-    merged = decode(raw)
-    forget(merge_member)
+-- Past midnight a cookieless person's key changes; one still live under yesterday's key stays
+-- that person.
+if alt_member ~= '' and not redis.call('ZSCORE', LIVE, member) and redis.call('ZSCORE', LIVE, alt_member) then
+  member = alt_member
+end
+
+-- The connection may belong to someone else: the same tab after a login or a logout. It moves
+-- to this person; the person it leaves is folded into this one when it has no other open
+-- connection (one human, now known differently), else it keeps its other tabs.
+local folded = nil
+local previous = nil
+local owner_state = redis.call('HGET', CONN_PEOPLE, connection)
+local owner = owner_state and string.sub(owner_state, 2) or nil
+local owner_raw = owner and owner ~= member and redis.call('HGET', VISITORS, owner)
+local keeps_others = false
+if owner_raw then
+  previous = decode(owner_raw)
+  previous.k = without(previous.k, connection)
+  for _, conn in ipairs(previous.k) do
+    if string.sub(redis.call('HGET', CONN_PEOPLE, conn) or '0', 1, 1) == '1' then
+      keeps_others = true
+    end
   end
 end
 
 local raw = redis.call('HGET', VISITORS, member)
-if not raw and not merged and must_be_present == '1' then
+-- A heartbeat never creates a person, except the one a tab's person becomes (a fold).
+if not raw and must_be_present == '1' and not (previous and not keeps_others) then
   return {4, redis.call('ZCARD', LIVE), 0, now_ms}
+end
+
+if previous and keeps_others then
+  local live_score, present_score = person_scores(previous, window_ms - presence_ms)
+  redis.call('HSET', VISITORS, owner, encode(previous))
+  redis.call('ZADD', LIVE, live_score, owner)
+  redis.call('ZADD', PRESENT, present_score, owner)
+elseif previous then
+  folded = forget(owner, previous)
+end
+
+-- A new anonymous person counts against their client's share of the community, so one client
+-- cannot make up people without bound.
+if not raw and not folded and is_authenticated == '0' and people_per_client > 0 then
+  redis.call('ZREMRANGEBYSCORE', CLIENT_PEOPLE, '-inf', cutoff_ms)
+  if redis.call('ZCARD', CLIENT_PEOPLE) >= people_per_client then
+    count_drop('too_many_people')
+    return {5, redis.call('ZCARD', LIVE), 0, now_ms}
+  end
+  redis.call('ZADD', CLIENT_PEOPLE, now_ms, member)
+  redis.call('PEXPIRE', CLIENT_PEOPLE, window_ms)
 end
 
 local rec
 if raw then
   rec = decode(raw)
 else
-  rec = {j = now_ms, p = 0}
+  rec = {j = now_ms, p = 0, l = now_ms, k = {}}
 end
-if merged then
-  rec.j = math.min(rec.j, merged.j)
-  rec.p = rec.p + merged.p
+if folded then
+  rec.j = math.min(rec.j, folded.j)
+  rec.p = rec.p + folded.p
 end
 rec.p = rec.p + pages
--- A returning visitor usually has the same attributes: then the derived counts stay as they are.
+rec.l = now_ms
+-- A returning person usually has the same attributes: then the derived counts stay as they are.
 if not raw or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d ~= visitor_division then
   if raw then
     contribute(rec, -1)
@@ -96,8 +160,13 @@ if not raw or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d 
   contribute(rec, 1)
 end
 rec.u = user_id
+rec.k = without(rec.k, connection)
+rec.k[#rec.k + 1] = connection
 redis.call('HSET', VISITORS, member, encode(rec))
+redis.call('HSET', CONN_PEOPLE, connection, '1' .. member)
+redis.call('ZADD', CONNS, now_ms, connection)
 redis.call('ZADD', LIVE, now_ms, member)
+redis.call('ZADD', PRESENT, now_ms, member)
 local count = redis.call('ZCARD', LIVE)
 
 -- A day lies inside its week and its month, so their peaks are never below the day's: only a
@@ -123,7 +192,7 @@ if count > tonumber(day_peak or '0') then
 end
 for _, b in ipairs(buckets) do
   -- The first counted beacon of a bucket creates its unique-visitor key with the peak, even a
-  -- heartbeat (that visitor is there in the new bucket), so both get their expiry here.
+  -- heartbeat (that person is there in the new bucket), so both get their expiry here.
   if pages > 0 or not raw or b.new then
     redis.call('PFADD', b.unique, member)
   end
@@ -143,5 +212,4 @@ if USER_COMMUNITIES then
   redis.call('PEXPIRE', USER_COMMUNITIES, user_set_ttl_ms)
 end
 
-local needs_index = redis.call('HSETNX', COUNTS, 'indexed', '1')
-return {1, count, needs_index, now_ms}
+return {1, count, needs_index(), now_ms}

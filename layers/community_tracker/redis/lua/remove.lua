@@ -1,12 +1,25 @@
--- Removes one visitor (sent on pagehide). Contract: scripts.RemoveKeys / scripts.RemoveArgs.
-local USER_COMMUNITIES = KEYS[6]
-local cutoff_ms = ARGV[1]
-local member = ARGV[2]
-local community_id = ARGV[3]
--- Returns {removed (0/1), live count}.
+-- One connection leaves (pagehide): it stays for its grace, so the next page of the same visit
+-- (which cancels the leave) never makes its person dip. Contract: scripts.RemoveArgs.
+local now_ms = tonumber(ARGV[1])
+local cutoff_ms = ARGV[2]
+local connection = ARGV[3]
+local grace_ms = tonumber(ARGV[4])
+local window_ms = tonumber(ARGV[5])
+local presence_ms = tonumber(ARGV[6])
+-- Returns {left (0/1), live count}.
 prune(cutoff_ms)
-local removed = forget(member)
-if USER_COMMUNITIES then
-  redis.call('ZREM', USER_COMMUNITIES, community_id)
+local state = redis.call('HGET', CONN_PEOPLE, connection)
+if not state or string.sub(state, 1, 1) ~= '1' then
+  return {0, redis.call('ZCARD', LIVE)}
 end
-return {removed, redis.call('ZCARD', LIVE)}
+local person = string.sub(state, 2)
+redis.call('HSET', CONN_PEOPLE, connection, '0' .. person)
+redis.call('ZADD', CONNS, now_ms + grace_ms - window_ms, connection)
+local raw = redis.call('HGET', VISITORS, person)
+if not raw then
+  return {1, redis.call('ZCARD', LIVE)}
+end
+local live_score, present_score = person_scores(decode(raw), window_ms - presence_ms)
+redis.call('ZADD', LIVE, live_score, person)
+redis.call('ZADD', PRESENT, present_score, person)
+return {1, redis.call('ZCARD', LIVE)}
