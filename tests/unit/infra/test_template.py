@@ -294,3 +294,13 @@ def test_packaged_replaces_every_local_path(template: dict[str, Any]) -> None:
     text = json.dumps(packaged(template))
     assert '"functions/"' not in text
     assert '"layers/"' not in text
+
+
+def test_samconfig_names_every_parameter(template: dict[str, Any]) -> None:
+    """The deployer's guide in samconfig.toml lists each parameter, the required ones (no default)
+    among the required."""
+    comments = "\n".join(line for line in SAMCONFIG.read_text(encoding="utf-8").splitlines() if line.startswith("#"))
+    required_part, _, optional_part = comments.partition("Optional")
+    for name, parameter in template["Parameters"].items():
+        part = optional_part if "Default" in parameter else required_part
+        assert re.search(rf"\b{name}\b", part), f"samconfig.toml does not mention {name} where it belongs"
