@@ -124,3 +124,75 @@ def environment(template: dict[str, Any], function: str) -> dict[str, Any]:
     merged = dict(template["Globals"]["Function"]["Environment"]["Variables"])
     merged.update(template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {}))
     return merged
+
+
+def _parameter_value(template: dict[str, Any], name: str, given: dict[str, Any]) -> Any:
+    if name in given:
+        return given[name]
+    parameter = template["Parameters"][name]
+    if "Default" not in parameter:
+        raise AssertionError(f"parameter {name} has no default: give it")
+    default = parameter["Default"]
+    if parameter["Type"] == "CommaDelimitedList" or parameter["Type"].startswith("List<"):
+        return [item.strip() for item in str(default).split(",")]
+    return default
+
+
+def _value(template: dict[str, Any], node: Any, given: dict[str, Any], conditions: dict[str, bool]) -> Any:
+    """The value of a condition's operand: parameters (given or default), Fn::Join, literals."""
+    if isinstance(node, dict) and len(node) == 1:
+        (function, argument), *_ = node.items()
+        if function == "Ref":
+            return _parameter_value(template, argument, given)
+        if function == "Fn::Join":
+            separator, items = argument
+            parts = _value(template, items, given, conditions)
+            return separator.join(str(part) for part in as_list(parts))
+        if function in {"Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition"}:
+            return _condition(template, node, given, conditions)
+        raise AssertionError(f"{function} is not evaluated by these tests")
+    if isinstance(node, list):
+        return [_value(template, item, given, conditions) for item in node]
+    return node
+
+
+def _condition(template: dict[str, Any], node: Any, given: dict[str, Any], conditions: dict[str, bool]) -> bool:
+    (function, argument), *_ = node.items()
+    if function == "Condition":
+        return _named_condition(template, argument, given, conditions)
+    if function == "Fn::Equals":
+        left, right = (_value(template, side, given, conditions) for side in argument)
+        return str(left) == str(right)
+    if function == "Fn::Not":
+        return not _condition(template, argument[0], given, conditions)
+    if function == "Fn::And":
+        return all(_condition(template, item, given, conditions) for item in argument)
+    if function == "Fn::Or":
+        return any(_condition(template, item, given, conditions) for item in argument)
+    raise AssertionError(f"{function} is not a condition function")
+
+
+def _named_condition(template: dict[str, Any], name: str, given: dict[str, Any], known: dict[str, bool]) -> bool:
+    if name not in known:
+        known[name] = _condition(template, template["Conditions"][name], given, known)
+    return known[name]
+
+
+def conditions_for(
+    template: dict[str, Any], given: dict[str, Any], known: dict[str, bool] | None = None
+) -> dict[str, bool]:
+    """Every condition of the template, for these parameter values (the others at their default)."""
+    known = {} if known is None else known
+    for name in template.get("Conditions", {}):
+        _named_condition(template, name, given, known)
+    return known
+
+
+def created(template: dict[str, Any], given: dict[str, Any]) -> set[str]:
+    """Logical ids of the resources (and outputs, prefixed `Outputs.`) created for these values."""
+    conditions = conditions_for(template, given)
+    names = {name for name, r in template["Resources"].items() if conditions.get(r.get("Condition", ""), True)}
+    outputs = {
+        f"Outputs.{n}" for n, o in template.get("Outputs", {}).items() if conditions.get(o.get("Condition", ""), True)
+    }
+    return names | outputs
