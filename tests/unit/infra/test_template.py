@@ -238,7 +238,7 @@ def test_environment_names_only_real_settings(template: dict[str, Any]) -> None:
 def test_redis_is_a_tls_cluster_reachable_only_from_the_functions(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     redis = resources["RedisReplicationGroup"]["Properties"]
-    assert redis["CacheParameterGroupName"].endswith(".cluster.on")
+    assert redis["CacheParameterGroupName"] == {"Ref": "RedisParameterGroup"}  # test_template_redis.py
     assert redis["NumNodeGroups"] == {"Ref": "NumShards"}
     assert redis["TransitEncryptionEnabled"] is True
     assert redis["AtRestEncryptionEnabled"] is True
