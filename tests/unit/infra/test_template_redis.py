@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.unit.infra.sam_template import environment, functions
+
 
 def redis_group(template: dict[str, Any]) -> dict[str, Any]:
     group = template["Resources"]["RedisParameterGroup"]
@@ -32,3 +34,39 @@ def test_eviction_takes_the_shortest_lived_keys_first_never_the_live_state(templ
     policy = redis_group(template)["Properties"]["maxmemory-policy"]
     assert policy == "volatile-ttl"
     assert policy != "volatile-lru"
+
+
+def test_redis_requires_an_auth_token_generated_into_secrets_manager(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    secret = resources["RedisAuthSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert "SecretString" not in secret["Properties"]  # never a value written in the template
+    # ElastiCache: 16 to 128 printable characters, none of / " @; a plain string, not JSON.
+    assert 16 <= generated["PasswordLength"] <= 128
+    assert generated["ExcludePunctuation"] is True
+    assert generated["IncludeSpace"] is False
+    assert "SecretStringTemplate" not in generated
+    redis = resources["RedisReplicationGroup"]["Properties"]
+    assert redis["TransitEncryptionEnabled"] is True  # AUTH needs TLS
+    assert redis["AuthToken"] == {"Fn::Sub": "{{resolve:secretsmanager:${RedisAuthSecret}}}"}
+
+
+def test_every_function_is_told_which_secret_holds_the_token(template: dict[str, Any]) -> None:
+    """The name travels in VT_REDIS_AUTH_SECRET (the ARN); the token itself never does. Each role
+    may read exactly that secret (test_function_roles_are_least_privilege)."""
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["VT_REDIS_AUTH_SECRET"] == {
+        "Ref": "RedisAuthSecret"
+    }
+    for function in functions(template):
+        assert environment(template, function)["VT_REDIS_AUTH_SECRET"] == {"Ref": "RedisAuthSecret"}, function
+
+
+def test_secrets_manager_is_reachable_without_a_nat(template: dict[str, Any]) -> None:
+    endpoint = template["Resources"]["SecretsManagerEndpoint"]
+    assert endpoint["Condition"] == "MakeSecretsManagerEndpoint"
+    properties = endpoint["Properties"]
+    assert properties["ServiceName"] == {"Fn::Sub": "com.amazonaws.${AWS::Region}.secretsmanager"}
+    assert properties["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
+    assert properties["PrivateDnsEnabled"] is True  # boto3's default endpoint name resolves to it
+    assert template["Parameters"]["CreateSecretsManagerEndpoint"]["Default"] == "true"
