@@ -18,38 +18,14 @@ from community_tracker.settings import Settings
 from infra.tables import TEMPLATE
 from tests.unit.infra.sam_template import (
     ROOT,
-    SAM_MANAGED_POLICIES,
     SAMCONFIG,
-    as_list,
     environment,
-    function_role,
     functions,
     lint_problems,
     packaged,
     policy_statement,
     sam_transform,
-    statements,
 )
-
-# Exactly what each function does with the table and the secrets (see layers/community_tracker/
-# stores.py and aws.py); a new call means a deliberate change here and in the template.
-REDIS_AUTH = "secretsmanager:GetSecretValue"  # the Redis AUTH token, by every function (all use Redis)
-EXPECTED_ACTIONS = {
-    "TrackVisitFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "ssm:GetParameter", REDIS_AUTH},
-    "StatsFunction": {
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:DeleteItem",
-        "dynamodb:BatchWriteItem",
-        "ssm:GetParameter",
-        REDIS_AUTH,
-    },
-    "CleanupFunction": {"dynamodb:PutItem", REDIS_AUTH},
-    "LiveConnectionsFunction": {"dynamodb:GetItem", "ssm:GetParameter", REDIS_AUTH},
-    "LivePushFunction": {"execute-api:ManageConnections", REDIS_AUTH},
-}
-SECRET_PARAMETERS = {"JwtSecretParameterName", "HashKeyParameterName"}
-
 
 # ---------------------------------------------------------------- lint
 
@@ -177,37 +153,6 @@ def test_layer_is_built_from_layers_for_the_functions_runtime(template: dict[str
     for logical_id, properties in functions(template).items():
         assert "Runtime" not in properties, f"{logical_id} overrides the Globals runtime"
         assert "Layers" not in properties, f"{logical_id} overrides the Globals layers"
-
-
-# ---------------------------------------------------------------- IAM
-
-
-def test_function_roles_are_least_privilege(template: dict[str, Any], translated: dict[str, Any]) -> None:
-    """Checked on the translated roles, so SAM policy templates are covered as well."""
-    for function in functions(template):
-        role = function_role(translated, function)
-        assert set(role.get("ManagedPolicyArns", [])) <= set(SAM_MANAGED_POLICIES.values()), function
-        actions: set[str] = set()
-        for policy in role.get("Policies", []):
-            for statement in statements(policy["PolicyDocument"]):
-                assert statement["Effect"] == "Allow"
-                assert "NotAction" not in statement
-                assert "NotResource" not in statement
-                statement_actions = {str(action) for action in as_list(statement["Action"])}
-                resources = json.dumps(statement["Resource"])
-                assert not any("*" in action for action in statement_actions), (function, statement_actions)
-                if any(action.startswith("dynamodb:") for action in statement_actions):
-                    assert "*" not in resources, (function, resources)
-                    assert all("VisitsTable" in json.dumps(r) for r in as_list(statement["Resource"])), function
-                if any(action.startswith("secretsmanager:") for action in statement_actions):
-                    assert statement_actions == {REDIS_AUTH}, function
-                    assert statement["Resource"] == {"Ref": "RedisAuthSecret"}, function
-                if any(action.startswith("ssm:") for action in statement_actions):
-                    for resource in as_list(statement["Resource"]):
-                        assert any(name in json.dumps(resource) for name in SECRET_PARAMETERS), (function, resource)
-                actions |= statement_actions - {"kms:Decrypt"}  # only with a customer managed key
-        assert actions == EXPECTED_ACTIONS.get(function), function
-    assert set(EXPECTED_ACTIONS) == set(functions(template))
 
 
 # ---------------------------------------------------------------- settings
