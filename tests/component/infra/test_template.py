@@ -9,141 +9,23 @@ import importlib
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cfnlint.api import lint
-from cfnlint.config import ManualArgs
-from samtranslator.translator.transform import transform
 
 from community_tracker.settings import Settings
-from infra.tables import TEMPLATE, load_template
-
-ROOT = TEMPLATE.parent
-SAMCONFIG = ROOT / "samconfig.toml"
-SERVERLESS_FUNCTION = "AWS::Serverless::Function"
-
-# The policies SAM attaches by itself (logs, X-Ray with Tracing: Active, ENIs with VpcConfig).
-# None of them grants anything on DynamoDB or SSM.
-SAM_MANAGED_POLICIES = {
-    "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-    "AWSLambdaVPCAccessExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-}
-
-# Exactly what each function does with the table and the secrets (see layers/community_tracker/aws/
-# stores.py and secrets.py); a new call means a deliberate change here and in the template.
-EXPECTED_ACTIONS = {
-    "TrackVisitFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "ssm:GetParameter"},
-    "StatsFunction": {
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:DeleteItem",
-        "dynamodb:BatchWriteItem",
-        "ssm:GetParameter",
-    },
-    "CleanupFunction": {"dynamodb:PutItem"},
-    "LiveConnectionsFunction": {"dynamodb:GetItem", "ssm:GetParameter"},
-    "LivePushFunction": {"execute-api:ManageConnections"},
-}
-SECRET_PARAMETERS = {"JwtSecretParameterName", "HashKeyParameterName"}
-
-
-def deploy_region() -> str:
-    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
-    return str(config["default"]["deploy"]["parameters"]["region"])
-
-
-# The region of samconfig.toml, and us-east-1 (the settings' default and AWS's first region).
-LINT_REGIONS = sorted({deploy_region(), "us-east-1"})
-
-
-def lint_problems(template_text: str) -> list[str]:
-    """cfn-lint's errors and warnings. No rule is ignored, and warnings fail too: the template has
-    none. Should one ever have to be accepted, exclude that rule by id here, with the reason.
-    Informational findings (not enabled by default) are advice, not defects."""
-    matches = lint(template_text, config=ManualArgs(regions=LINT_REGIONS))
-    return [
-        f"{match.rule.id} line {match.linenumber}: {match.message}"
-        for match in matches
-        if match.rule.severity in {"error", "warning"}
-    ]
-
-
-class StaticManagedPolicies:
-    """Stands in for samtranslator's ManagedPolicyLoader, which asks IAM (ListPolicies) for the ARN
-    of every AWS managed policy: a fixed map, so translating never calls AWS."""
-
-    def load(self) -> dict[str, str]:
-        return dict(SAM_MANAGED_POLICIES)
-
-
-def packaged(template: dict[str, Any]) -> dict[str, Any]:
-    """The template as `sam package` hands it to CloudFormation: local code and layer directories
-    replaced by the S3 objects they were uploaded to."""
-    result = copy.deepcopy(template)
-    targets = [(name, resource.get("Properties", {})) for name, resource in result["Resources"].items()]
-    targets += [(f"Globals{name}", section) for name, section in result.get("Globals", {}).items()]
-    for name, properties in targets:
-        for key in ("CodeUri", "ContentUri"):
-            value = properties.get(key)
-            if isinstance(value, str) and not value.startswith("s3://"):
-                properties[key] = f"s3://sam-artifacts-bucket/{name}/{key.lower()}.zip"
-    return result
-
-
-def sam_transform(template: dict[str, Any]) -> dict[str, Any]:
-    """What the AWS::Serverless-2016-10-31 transform makes of the template, computed offline."""
-    with pytest.MonkeyPatch.context() as patch:
-        # The translator builds ARNs from the boto3 session's region; no credentials are needed.
-        patch.setenv("AWS_DEFAULT_REGION", deploy_region())
-        patch.delenv("AWS_PROFILE", raising=False)
-        translated: dict[str, Any] = transform(packaged(template), {}, StaticManagedPolicies())
-    return translated
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template()
-
-
-@pytest.fixture(scope="module")
-def translated(template: dict[str, Any]) -> dict[str, Any]:
-    return sam_transform(template)
-
-
-def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Logical id -> properties of every serverless function."""
-    return {
-        logical_id: resource["Properties"]
-        for logical_id, resource in template["Resources"].items()
-        if resource["Type"] == SERVERLESS_FUNCTION
-    }
-
-
-def policy_statement(template: dict[str, Any], function: str, sid: str) -> dict[str, Any]:
-    for policy in template["Resources"][function]["Properties"]["Policies"]:
-        for statement in policy.get("Statement", []):
-            if isinstance(statement, dict) and statement.get("Sid") == sid:
-                return statement
-    raise AssertionError(f"{function} has no policy statement {sid}")
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The statements of a policy document, both branches of any Fn::If included."""
-    pending = list(as_list(document["Statement"]))
-    while pending:
-        item = pending.pop()
-        if "Fn::If" in item:
-            pending.extend(branch for branch in item["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"})
-        else:
-            yield item
-
+from infra.tables import TEMPLATE
+from tests.component.infra.sam_template import (
+    ROOT,
+    SAMCONFIG,
+    environment,
+    functions,
+    lint_problems,
+    packaged,
+    policy_statement,
+    sam_transform,
+)
 
 # ---------------------------------------------------------------- lint
 
@@ -273,59 +155,21 @@ def test_layer_is_built_from_layers_for_the_functions_runtime(template: dict[str
         assert "Layers" not in properties, f"{logical_id} overrides the Globals layers"
 
 
-# ---------------------------------------------------------------- IAM
-
-
-def function_role(translated: dict[str, Any], function: str) -> dict[str, Any]:
-    role_ref = translated["Resources"][function]["Properties"]["Role"]
-    role_id = role_ref["Fn::GetAtt"][0]
-    role: dict[str, Any] = translated["Resources"][role_id]["Properties"]
-    return role
-
-
-def test_function_roles_are_least_privilege(template: dict[str, Any], translated: dict[str, Any]) -> None:
-    """Checked on the translated roles, so SAM policy templates are covered as well."""
-    for function in functions(template):
-        role = function_role(translated, function)
-        assert set(role.get("ManagedPolicyArns", [])) <= set(SAM_MANAGED_POLICIES.values()), function
-        actions: set[str] = set()
-        for policy in role.get("Policies", []):
-            for statement in statements(policy["PolicyDocument"]):
-                assert statement["Effect"] == "Allow"
-                assert "NotAction" not in statement
-                assert "NotResource" not in statement
-                statement_actions = {str(action) for action in as_list(statement["Action"])}
-                resources = json.dumps(statement["Resource"])
-                assert not any("*" in action for action in statement_actions), (function, statement_actions)
-                if any(action.startswith("dynamodb:") for action in statement_actions):
-                    assert "*" not in resources, (function, resources)
-                    assert all("VisitsTable" in json.dumps(r) for r in as_list(statement["Resource"])), function
-                if any(action.startswith("ssm:") for action in statement_actions):
-                    for resource in as_list(statement["Resource"]):
-                        assert any(name in json.dumps(resource) for name in SECRET_PARAMETERS), (function, resource)
-                actions |= statement_actions - {"kms:Decrypt"}  # only with a customer managed key
-        assert actions == EXPECTED_ACTIONS.get(function), function
-    assert set(EXPECTED_ACTIONS) == set(functions(template))
-
-
 # ---------------------------------------------------------------- settings
 
 
-def environment(template: dict[str, Any], function: str) -> dict[str, Any]:
-    merged = dict(template["Globals"]["Function"]["Environment"]["Variables"])
-    merged.update(template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {}))
-    return merged
-
-
 def test_environment_names_only_real_settings(template: dict[str, Any]) -> None:
-    known = {f"VT_{name.upper()}" for name in Settings.model_fields}
+    # Settings the template already gives and the code is about to read (named in the README).
+    pending = {"VT_REDIS_AUTH_SECRET"}
+    known = {f"VT_{name.upper()}" for name in Settings.model_fields} | pending
     services = set()
     for function in functions(template):
         variables = environment(template, function)
         assert {name for name in variables if name.startswith("VT_")} <= known, function
-        # Secrets come from SSM only, never as plain environment values.
+        # Secrets come from SSM or Secrets Manager only, never as plain environment values.
         assert "VT_JWT_SECRET" not in variables
         assert "VT_HASH_KEY" not in variables
+        assert "resolve:" not in str(variables)
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "CommunityVisitorTracker"
         services.add(variables["POWERTOOLS_SERVICE_NAME"])
     assert len(services) == len(functions(template))
@@ -347,7 +191,7 @@ def test_environment_names_only_real_settings(template: dict[str, Any]) -> None:
 def test_redis_is_a_tls_cluster_reachable_only_from_the_functions(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     redis = resources["RedisReplicationGroup"]["Properties"]
-    assert redis["CacheParameterGroupName"].endswith(".cluster.on")
+    assert redis["CacheParameterGroupName"] == {"Ref": "RedisParameterGroup"}  # test_template_redis.py
     assert redis["NumNodeGroups"] == {"Ref": "NumShards"}
     assert redis["TransitEncryptionEnabled"] is True
     assert redis["AtRestEncryptionEnabled"] is True
@@ -370,13 +214,14 @@ def test_redis_is_a_tls_cluster_reachable_only_from_the_functions(template: dict
     ]
     assert template["Globals"]["Function"]["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "LambdaSecurityGroup"}]
     endpoints = {
-        r["Properties"]["VpcEndpointType"]: r["Properties"]["ServiceName"]["Fn::Sub"]
+        (r["Properties"]["VpcEndpointType"], r["Properties"]["ServiceName"]["Fn::Sub"])
         for r in resources.values()
         if r["Type"] == "AWS::EC2::VPCEndpoint"
     }
     assert endpoints == {
-        "Gateway": "com.amazonaws.${AWS::Region}.dynamodb",
-        "Interface": "com.amazonaws.${AWS::Region}.ssm",
+        ("Gateway", "com.amazonaws.${AWS::Region}.dynamodb"),
+        ("Interface", "com.amazonaws.${AWS::Region}.ssm"),
+        ("Interface", "com.amazonaws.${AWS::Region}.secretsmanager"),
     }
 
 
@@ -403,3 +248,13 @@ def test_packaged_replaces_every_local_path(template: dict[str, Any]) -> None:
     text = json.dumps(packaged(template))
     assert '"functions/"' not in text
     assert '"layers/"' not in text
+
+
+def test_samconfig_names_every_parameter(template: dict[str, Any]) -> None:
+    """The deployer's guide in samconfig.toml lists each parameter, the required ones (no default)
+    among the required."""
+    comments = "\n".join(line for line in SAMCONFIG.read_text(encoding="utf-8").splitlines() if line.startswith("#"))
+    required_part, _, optional_part = comments.partition("Optional")
+    for name, parameter in template["Parameters"].items():
+        part = optional_part if "Default" in parameter else required_part
+        assert re.search(rf"\b{name}\b", part), f"samconfig.toml does not mention {name} where it belongs"

@@ -1,0 +1,115 @@
+"""Each function's role grants exactly what its code calls (layers/community_tracker/aws/stores.py, aws/secrets.py,
+identity.py, live.py and the handlers), on exactly the resources it calls it on: no wildcard action,
+no wildcard resource beyond the one API Gateway's @connections ARN needs. Checked on the translated
+roles, so whatever SAM adds is covered as well."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.component.infra.sam_template import SAM_MANAGED_POLICIES, as_list, function_role, functions, statements
+
+TABLE, USER_INDEX = "table", "index/ByUser"
+JWT, HASH_KEY = "ssm:JwtSecretParameterName", "ssm:HashKeyParameterName"
+REDIS_AUTH = ("secretsmanager:GetSecretValue", "secret:RedisAuthSecret")  # every function uses Redis
+CONNECTIONS = "execute-api:@connections of the live stage"
+
+EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
+    # Community lookup (GetItem), registration (PutItem), and a visit as one TransactWriteItems of
+    # two conditional Puts, the guard EVENT#<event_id> and the visit: TransactWriteItems has no IAM
+    # action, each element is authorized as its own action (PutItem for a Put).
+    "TrackVisitFunction": {
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:PutItem", TABLE),
+        ("ssm:GetParameter", JWT),
+        ("ssm:GetParameter", HASH_KEY),
+        REDIS_AUTH,
+    },
+    # Community lookup, histories and peak rollups (Query on the table), a user's visits (Query on
+    # ByUser), erasure (batch writer: BatchWriteItem; DeleteItem), token checks (JWT secret only).
+    "StatsFunction": {
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:Query", TABLE),
+        ("dynamodb:Query", USER_INDEX),
+        ("dynamodb:BatchWriteItem", TABLE),
+        ("dynamodb:DeleteItem", TABLE),
+        ("ssm:GetParameter", JWT),
+        REDIS_AUTH,
+    },
+    # Closed peak buckets (conditional PutItem); no secret besides Redis.
+    "CleanupFunction": {("dynamodb:PutItem", TABLE), REDIS_AUTH},
+    # $connect: community lookup and the token check.
+    "LiveConnectionsFunction": {("dynamodb:GetItem", TABLE), ("ssm:GetParameter", JWT), REDIS_AUTH},
+    # post_to_connection on the live stage (410s only unsubscribe in Redis: no DELETE).
+    "LivePushFunction": {("execute-api:ManageConnections", CONNECTIONS), REDIS_AUTH},
+}
+CONNECTIONS_ARN = (
+    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${WebSocketStage}"
+    "/POST/@connections/*"
+)
+SSM_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${%s}"
+
+
+def resource_name(resource: Any) -> str:
+    """A short name for each resource a role may name; anything else fails the test."""
+    if resource == {"Fn::GetAtt": ["VisitsTable", "Arn"]}:
+        return TABLE
+    if resource == {"Fn::Sub": "${VisitsTable.Arn}/index/ByUser"}:
+        return USER_INDEX
+    if resource == {"Ref": "RedisAuthSecret"}:
+        return REDIS_AUTH[1]
+    if resource == {"Ref": "SecretsKmsKeyArn"}:
+        return "kms:SecretsKmsKeyArn"
+    if resource == {"Fn::Sub": CONNECTIONS_ARN}:
+        return CONNECTIONS
+    for parameter in ("JwtSecretParameterName", "HashKeyParameterName"):
+        if resource == {"Fn::Sub": SSM_ARN % parameter}:
+            return f"ssm:{parameter}"
+    raise AssertionError(f"a role names an unexpected resource: {json.dumps(resource)}")
+
+
+def grants(translated: dict[str, Any], function: str) -> tuple[set[tuple[str, str]], list[dict[str, Any]]]:
+    """(action, resource) pairs of the function's role, and its statements."""
+    role = function_role(translated, function)
+    assert set(role.get("ManagedPolicyArns", [])) <= set(SAM_MANAGED_POLICIES.values()), function
+    pairs: set[tuple[str, str]] = set()
+    found: list[dict[str, Any]] = []
+    for policy in role.get("Policies", []):
+        for statement in statements(policy["PolicyDocument"]):
+            found.append(statement)
+            assert statement["Effect"] == "Allow", function
+            assert "NotAction" not in statement, function
+            assert "NotResource" not in statement, function
+            for action in as_list(statement["Action"]):
+                assert "*" not in str(action), (function, action)
+                for resource in as_list(statement["Resource"]):
+                    pairs.add((str(action), resource_name(resource)))
+    return pairs, found
+
+
+def test_every_role_grants_exactly_what_its_function_calls(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    assert set(EXPECTED_GRANTS) == set(functions(template))
+    for function, expected in EXPECTED_GRANTS.items():
+        pairs, _ = grants(translated, function)
+        decrypt = {pair for pair in pairs if pair[0] == "kms:Decrypt"}
+        assert pairs - decrypt == expected, function
+        if decrypt:  # only with a customer managed key, and only for the functions reading SSM
+            assert decrypt == {("kms:Decrypt", "kms:SecretsKmsKeyArn")}, function
+            assert any(action == "ssm:GetParameter" for action, _ in expected), function
+
+
+def test_no_wildcard_resource_except_the_connection_ids(translated: dict[str, Any]) -> None:
+    """The only `*` in any resource is the connection id of @connections on one stage (the ids are
+    made per browser); the kms key is used only by way of SSM."""
+    for function in EXPECTED_GRANTS:
+        _, found = grants(translated, function)
+        for statement in found:
+            for resource in as_list(statement["Resource"]):
+                if "*" in json.dumps(resource):
+                    assert resource == {"Fn::Sub": CONNECTIONS_ARN}, (function, resource)
+            if statement["Action"] == "kms:Decrypt":
+                via = statement["Condition"]["StringEquals"]["kms:ViaService"]
+                assert via == {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}, function
