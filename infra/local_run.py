@@ -277,7 +277,7 @@ def print_banner(
         f"""
 Community visitor tracker is running locally.
 
-  API base URL   {base}/v1
+  API base URL   {base}          (every route starts with /v1: {base}/v1/communities/...)
   API docs       {base}/v1/docs   (OpenAPI: {base}/v1/openapi.json)
   Demo page      {base}/            (live stats page: {base}/stats.html?community=quebec-city)
   Live push      {websocket_url}
