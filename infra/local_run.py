@@ -67,6 +67,16 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def local_cors_origins(port: int) -> list[str]:
+    """The settings' own default (the README's settings table) and the local gateway's own origin,
+    so a frontend on :3000 and the pages served on VT_PORT are both granted, whatever VT_PORT is."""
+    from community_tracker.settings import Settings
+
+    defaults: list[str] = Settings.model_fields["cors_origins"].get_default(call_default_factory=True)
+    own = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    return list(dict.fromkeys([*defaults, *own]))
+
+
 def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str, str]:
     """What the template gives the functions in AWS, pointed at the local parts."""
     defaults = {
@@ -84,7 +94,7 @@ def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str
         "VT_REDIS_CLUSTER": "false",
         "VT_USE_LOCALSTACK": "true",
         "LOCALSTACK_HOST": emulator_host,
-        "VT_CORS_ORIGINS": os.environ.get("VT_CORS_ORIGINS", f"http://localhost:{port},http://127.0.0.1:{port}"),
+        "VT_CORS_ORIGINS": os.environ.get("VT_CORS_ORIGINS", ",".join(local_cors_origins(port))),
     }
     return {**defaults, **{k: v for k, v in os.environ.items() if k in defaults}, **forced}
 
@@ -185,6 +195,7 @@ def run(stack: ExitStack, port: int, emulator_host: str) -> None:
     os.environ.update(local_environment(port, redis.url, emulator_host))
 
     # Imported only now: the handlers read their settings from the environment set above.
+    from community_tracker.settings import Settings
     from infra.gateway import Invoker, LocalGateway, function_handlers, schedule_rate_seconds, serve
 
     ensure_table()
@@ -215,7 +226,15 @@ def run(stack: ExitStack, port: int, emulator_host: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print_banner(port, websocket_url, redis.url, emulator_host, emulator_name, seeded)
+    print_banner(
+        port,
+        websocket_url,
+        redis.url,
+        emulator_host,
+        emulator_name,
+        seeded,
+        cors_origins=Settings().cors_origins,
+    )
     server.serve_forever()
     print("stopping: gateway, cleanup schedule, AWS emulator, redis-server", flush=True)
 
@@ -270,7 +289,14 @@ def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
 
 
 def print_banner(
-    port: int, websocket_url: str, redis_url: str, emulator_host: str, emulator_name: str, seeded: int
+    port: int,
+    websocket_url: str,
+    redis_url: str,
+    emulator_host: str,
+    emulator_name: str,
+    seeded: int,
+    *,
+    cors_origins: list[str] | None = None,
 ) -> None:
     base = f"http://localhost:{port}"
     print(
@@ -283,6 +309,7 @@ Community visitor tracker is running locally.
   Live push      {websocket_url}
   Redis          {redis_url}
   AWS emulator   http://{emulator_host}  ({emulator_name})
+  CORS origins   {" ".join(cors_origins if cors_origins is not None else local_cors_origins(port))}
   Communities    {seeded} seeded (infra/seed_communities.json), e.g. quebec-city
 
 A development token (HS256 with VT_JWT_SECRET, issuer VT_JWT_ISSUER, audience VT_JWT_AUDIENCE):

@@ -84,6 +84,26 @@ def test_cors_preflight_and_grants(local_system: LocalSystem) -> None:
     assert "access-control-allow-origin" not in foreign.headers
 
 
+def test_cors_origins_are_the_settings_table_s_and_the_banner_lists_them(local_system: LocalSystem) -> None:
+    # The README's settings table promises these two; the local run adds its own origin (VT_PORT).
+    expected = [
+        "http://localhost:3000",
+        "http://127.0.0.1:3000",
+        f"http://localhost:{local_system.port}",
+        f"http://127.0.0.1:{local_system.port}",
+    ]
+    banner = next((line for line in local_system.output if line.strip().startswith("CORS origins")), "")
+
+    for origin in expected:
+        answer = local_system.request(
+            "OPTIONS",
+            "/v1/communities/quebec-city/visits",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert answer.headers.get("access-control-allow-origin") == origin, origin
+    assert banner.split()[2:] == expected, banner
+
+
 def test_stats_need_a_token_and_bots_are_not_counted(local_system: LocalSystem) -> None:
     community_id = register(local_system)
 
