@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import base64
 import importlib
+import ipaddress
+import logging
 import re
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -28,6 +32,10 @@ from infra.tables import load_template
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
+LOCAL_CONTROLS_PREFIX = "/_local/"
+# A client that goes away mid-request (closed tab, reset, timeout) is not an error of ours.
+_CLIENT_WENT_AWAY = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+log = logging.getLogger(__name__)
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 
 
@@ -152,6 +160,21 @@ class GatewayAnswer:
     body: bytes
 
 
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, and 127.x seen through an IPv6 socket (::ffff:127.0.0.1)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _json_answer(status: int, message: str) -> GatewayAnswer:
+    return GatewayAnswer(status, {"Content-Type": "application/json"}, [], f'{{"message":"{message}"}}'.encode())
+
+
 def lambda_answer(raw: Mapping[str, Any]) -> GatewayAnswer:
     """A v2 Lambda result as API Gateway turns it into an HTTP answer."""
     body = raw.get("body") or ""
@@ -184,6 +207,10 @@ class LocalGateway:
     ) -> GatewayAnswer:
         split = urlsplit(target)
         path = split.path
+        # The local controls mint admin tokens and move the clock: only for this machine, even when
+        # VT_BIND_HOST opens the gateway to the network. The socket's address, never a header.
+        if path.startswith(LOCAL_CONTROLS_PREFIX) and not is_loopback(source_ip):
+            return _json_answer(403, "Forbidden: the local controls answer only on loopback")
         extra = self.extra_routes.get((method, path))
         if extra is not None:
             return extra(split.query, body)
@@ -278,6 +305,22 @@ def serve(gateway: LocalGateway, host: str, port: int) -> ThreadingHTTPServer:
                 method, _, rest = self.requestline.partition(" ")
                 print(f"{method} {urlsplit(rest.split(' ')[0]).path} {args[1] if len(args) > 1 else ''}", flush=True)
 
-    server = ThreadingHTTPServer((host, port), RequestHandler)
+    server = _Server((host, port), RequestHandler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        # VT_BIND_HOST may be an IPv6 address (e.g. ::1); the base class only speaks IPv4.
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 (base class signature)
+        # The base class prints the client's address with the traceback: ours never logs an address.
+        error = sys.exc_info()[1]
+        if isinstance(error, _CLIENT_WENT_AWAY):
+            log.debug("a client went away mid-request (%s)", type(error).__name__)
+            return
+        log.error("error while serving a request", exc_info=True)

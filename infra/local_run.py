@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ RUN_DIR = ROOT / ".run"
 STATIC_DIR = ROOT / "web"
 SEED_FILE = Path(__file__).resolve().parent / "seed_communities.json"
 LIVE_PUSHER_HANDLER = "live.pusher.lambda_handler"
+DEFAULT_BIND_HOST = "127.0.0.1"
 
 
 class AlreadyRunning(SystemExit):
@@ -57,11 +59,17 @@ def single_instance(lock_path: Path) -> Iterator[None]:
         handle.close()
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
+def bind_host() -> str:
+    """Loopback unless VT_BIND_HOST opens it: the local run serves development tokens and takes
+    any clock move, which is only safe for the people on this machine."""
+    return os.environ.get("VT_BIND_HOST", "").strip() or DEFAULT_BIND_HOST
+
+
+def port_is_free(port: int, host: str = DEFAULT_BIND_HOST) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
         return True
@@ -161,20 +169,23 @@ class CleanupSchedule(threading.Thread):
 def main() -> int:
     port = int(os.environ.get("VT_PORT", "3000"))
     emulator_host = os.environ.get("LOCALSTACK_HOST", "localhost:4566")
+    host = bind_host()
+    # Errors of the gateways (with their tracebacks) on stderr; the functions log through Powertools.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         with ExitStack() as stack:
             stack.enter_context(single_instance(RUN_DIR / f"local-run-{port}.lock"))
-            if not port_is_free(port):
+            if not port_is_free(port, host):
                 print(f"port {port} is already in use: stop what uses it, or set VT_PORT", file=sys.stderr)
                 return 1
-            run(stack, port, emulator_host)
+            run(stack, port, emulator_host, host)
     except AlreadyRunning as refusal:
         print(refusal.code, file=sys.stderr)
         return 1
     return 0
 
 
-def run(stack: ExitStack, port: int, emulator_host: str) -> None:
+def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIND_HOST) -> None:
     from infra.aws_emulator import responds, start_moto_server
     from infra.redis_servers import start_redis
 
@@ -215,8 +226,8 @@ def run(stack: ExitStack, port: int, emulator_host: str) -> None:
     )
     gateway = LocalGateway(invoker, static_dir=STATIC_DIR)
     add_local_controls(gateway, schedule, clock_offset)
-    websocket_url = start_live_push(stack, invoker, int(os.environ.get("VT_WS_PORT", str(port + 1))))
-    server = serve(gateway, "0.0.0.0", port)  # noqa: S104 (a developer's machine; the port is theirs)
+    websocket_url = start_live_push(stack, invoker, int(os.environ.get("VT_WS_PORT", str(port + 1))), host)
+    server = serve(gateway, host, port)
     stack.callback(server.server_close)
     schedule.start()
     stack.callback(schedule.stop)
@@ -234,6 +245,7 @@ def run(stack: ExitStack, port: int, emulator_host: str) -> None:
         emulator_name,
         seeded,
         cors_origins=Settings().cors_origins,
+        host=host,
     )
     server.serve_forever()
     print("stopping: gateway, cleanup schedule, AWS emulator, redis-server", flush=True)
@@ -266,7 +278,7 @@ def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: di
     gateway.extra_routes[("GET", "/_local/token")] = token
 
 
-def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
+def start_live_push(stack: ExitStack, invoker: Any, ws_port: int, host: str = DEFAULT_BIND_HOST) -> str:
     """The template's WebSocket routes on ws://localhost:<VT_WS_PORT> and the pusher ticking once a
     second (in AWS, the scheduled LivePushFunction does the ticking)."""
     from community_tracker.live import ConnectionRegistry, LivePusher
@@ -276,7 +288,7 @@ def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
     routes = websocket_routes()
     if not routes:
         return "none (the template declares no WebSocket routes)"
-    websockets = LocalWebSocketGateway(invoker, routes, "0.0.0.0", ws_port)  # noqa: S104 (a developer's machine)
+    websockets = LocalWebSocketGateway(invoker, routes, host, ws_port)
     websockets.start()
     stack.callback(websockets.stop)
     tracker = get_tracker()
@@ -297,12 +309,20 @@ def print_banner(
     seeded: int,
     *,
     cors_origins: list[str] | None = None,
+    host: str = DEFAULT_BIND_HOST,
 ) -> None:
+    from infra.gateway import is_loopback
+
     base = f"http://localhost:{port}"
+    if is_loopback(host) or host == "localhost":
+        reach = "(this machine only; VT_BIND_HOST=0.0.0.0 opens it to the network)"
+    else:
+        reach = "(open to the network; /_local/* still answers loopback clients only)"
     print(
         f"""
 Community visitor tracker is running locally.
 
+  Listening      {host} {reach}
   API base URL   {base}          (every route starts with /v1: {base}/v1/communities/...)
   API docs       {base}/v1/docs   (OpenAPI: {base}/v1/openapi.json)
   Demo page      {base}/            (live stats page: {base}/stats.html?community=quebec-city)

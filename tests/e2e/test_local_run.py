@@ -158,6 +158,18 @@ def test_a_second_run_on_the_same_port_says_so(local_system: LocalSystem) -> Non
     assert "Traceback" not in second.stderr + second.stdout
 
 
+def test_it_listens_on_loopback_only_by_default(local_system: LocalSystem) -> None:
+    # 127.0.0.2 is loopback too (all of 127/8 is), but a socket bound to 127.0.0.1 does not take
+    # it, while one bound to every interface (0.0.0.0) would: this tells the two apart.
+    for port in (local_system.port, local_system.ws_port):
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            assert probe.connect_ex(("127.0.0.2", port)) != 0, f"port {port} answers beyond 127.0.0.1"
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+    assert any(line.split()[:2] == ["Listening", "127.0.0.1"] for line in local_system.output)
+
+
 def test_ctrl_c_stops_every_process_it_started() -> None:
     system = start_local_system(free_port(), emulator_port := free_port())
     redis_port = int(next(line for line in system.output if "Redis " in line).rsplit(":", 1)[1].split("/")[0])
