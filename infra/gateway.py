@@ -25,7 +25,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from infra.http_api_events import http_api_event
 from infra.tables import load_template
@@ -206,7 +206,12 @@ class LocalGateway:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, source_ip: str
     ) -> GatewayAnswer:
         split = urlsplit(target)
-        path = split.path
+        # API Gateway HTTP APIs percent-decode the path once, then route on it: the function gets
+        # that decoded path as `rawPath` and `requestContext.http.path` (which Powertools routes
+        # on), and path parameters decoded exactly once (%7C is `|`, %2525 is `%25`; `+` stays `+`;
+        # %2F becomes a separator, so no route matches it, as in AWS). Everything below, the local
+        # controls' loopback check included, sees that same path.
+        path = unquote(split.path)
         # The local controls mint admin tokens and move the clock: only for this machine, even when
         # VT_BIND_HOST opens the gateway to the network. The socket's address, never a header.
         if path.startswith(LOCAL_CONTROLS_PREFIX) and not is_loopback(source_ip):

@@ -133,6 +133,29 @@ def test_cleanup_after_the_clock_moves(local_system: LocalSystem) -> None:
     assert stats["total_visitors"] == 0
 
 
+def test_an_encoded_user_id_reaches_its_own_history_and_its_erasure(local_system: LocalSystem) -> None:
+    # `auth0|…` as identity providers write it; browsers (encodeURIComponent) and requests send %7C.
+    user_id = f"auth0|{uuid.uuid4().hex[:10]}"
+    encoded = user_id.replace("|", "%7C")
+    beacon = local_system.request(
+        "POST",
+        "/v1/communities/quebec-city/visits",
+        {"url": "https://x.example/", "event_id": f"evt-{uuid.uuid4().hex[:12]}"},
+        bearer(user_id, division_id="montreal"),
+    )
+
+    history = local_system.request("GET", f"/v1/users/{encoded}/visits", headers=bearer(user_id))
+    erased = local_system.request("DELETE", f"/v1/users/{encoded}/visits", headers=bearer("ops", roles=["admin"]))
+    after = local_system.request("GET", f"/v1/users/{encoded}/visits", headers=bearer(user_id))
+
+    assert beacon.status == 200, beacon.body
+    assert history.status == 200, history.body
+    assert [visit["user_id"] for visit in history.json()["visits"]] == [user_id]
+    assert erased.status == 200, erased.body
+    assert erased.json() == {"user_id": user_id, "deleted": 1}
+    assert after.json()["visits"] == []
+
+
 def test_openapi_and_docs_are_served(local_system: LocalSystem) -> None:
     spec = local_system.request("GET", "/v1/openapi.json")
     docs = local_system.request("GET", "/v1/docs")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.gateway import Invoker, LocalGateway, serve
+from infra.gateway import Invoker, LocalGateway, Route, _compile, serve
 from infra.local_run import CleanupSchedule, add_local_controls
 from infra.redis_servers import free_port
 
@@ -58,6 +58,49 @@ def test_local_controls_refuse_other_clients(
     assert answer.status == 403
     assert b"token" not in answer.body
     assert controls_gateway.handle("POST", "/_local/clock", {}, b"{}", "127.0.0.1").body == clock_before
+
+
+def user_route(method: str = "GET") -> Route:
+    path = "/v1/users/{user_id}/visits"
+    pattern, literals = _compile(path)
+    return Route(method, path, "FakeFunction", "tests.unit.infra.fake_functions.answer", pattern, literals)
+
+
+@pytest.mark.parametrize(
+    ("sent", "user_id"),
+    [
+        ("auth0%7Cabc", "auth0|abc"),  # what encodeURIComponent and requests send for auth0|abc
+        ("auth0|abc", "auth0|abc"),
+        ("Chester%20Mall", "Chester Mall"),
+        ("%C3%A9lodie", "\u00e9lodie"),
+        ("a+b", "a+b"),  # `+` is a space only in a query string
+        ("50%2525", "50%25"),  # decoded once, never twice
+        ("a%252Fb", "a%2Fb"),
+    ],
+)
+def test_path_parameters_are_decoded_once_as_api_gateway_does(sent: str, user_id: str) -> None:
+    gateway = LocalGateway(Invoker(), routes=[user_route()])
+
+    answer = gateway.handle("GET", f"/v1/users/{sent}/visits?limit=5", {}, b"", "127.0.0.1")
+    event = json.loads(answer.body)["event"]
+
+    assert answer.status == 200
+    assert event["pathParameters"] == {"user_id": user_id}
+    # HTTP APIs hand the function the path decoded too (Powertools routes on rawPath).
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == f"/v1/users/{user_id}/visits"
+    assert event["rawQueryString"] == "limit=5"
+
+
+def test_an_encoded_slash_is_a_separator_once_decoded() -> None:
+    gateway = LocalGateway(Invoker(), routes=[user_route()])
+
+    assert gateway.handle("GET", "/v1/users/a%2Fb/visits", {}, b"", "127.0.0.1").status == 404
+
+
+def test_an_encoded_path_cannot_reach_the_local_controls_from_afar(controls_gateway: LocalGateway) -> None:
+    for target in ("/%5Flocal/token?sub=ops&admin=1", "/_local/%74oken?sub=ops&admin=1"):
+        assert controls_gateway.handle("GET", target, {}, b"", "192.0.2.10").status == 403
+        assert controls_gateway.handle("GET", target, {}, b"", "127.0.0.1").status == 200
 
 
 @pytest.fixture
