@@ -3,8 +3,8 @@
 Hand-written because `sam local start-api` needs Docker, which these machines do not have. It
 routes exactly the `HttpApi` events declared in template.yaml (the single source of truth), builds
 the same v2 events API Gateway would (infra/http_api_events.py), and writes the handler's answer
-back. Like one Lambda execution environment, it runs one invocation at a time: Powertools keeps
-the current event and the metrics in module state, which is per process on Lambda.
+back. Who runs the handler is the invoker's business: in this process one at a time (`Invoker`),
+or, in the local run, in execution environments side by side (infra/execution_environments.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,24 @@ log = logging.getLogger(__name__)
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 
 
+# HTTP APIs wait at most this long for an integration, whatever the function's own timeout.
+INTEGRATION_TIMEOUT_MS = 30_000
+LAMBDA_DEFAULT_TIMEOUT_S = 3
+
+
+class FunctionError(Exception):
+    """An invocation that ended in an error (raised by the function, or it timed out); carries
+    the function's own traceback when it ran in another process."""
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+
+class FunctionTimeout(FunctionError):
+    pass
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -47,6 +66,7 @@ class Route:
     handler: str  # module.attribute, e.g. track_visit.handler.lambda_handler
     pattern: re.Pattern[str]
     literal_segments: int
+    timeout_ms: int = LAMBDA_DEFAULT_TIMEOUT_S * 1000  # the function's Timeout in the template
 
     @property
     def route_key(self) -> str:
@@ -69,6 +89,7 @@ def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
     """Every HttpApi event of every function in the template, most specific first."""
     template = template or load_template()
     globals_handler = template.get("Globals", {}).get("Function", {}).get("Handler")
+    timeouts = function_timeouts_ms(template)
     routes = []
     for logical_id, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -80,7 +101,7 @@ def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
                 continue
             path, method = event["Properties"]["Path"], event["Properties"]["Method"].upper()
             pattern, literals = _compile(path)
-            routes.append(Route(method, path, logical_id, handler, pattern, literals))
+            routes.append(Route(method, path, logical_id, handler, pattern, literals, timeouts[logical_id]))
     return sorted(routes, key=lambda r: (-r.literal_segments, r.path, r.method))
 
 
@@ -97,6 +118,17 @@ def schedule_rate_seconds(template: dict[str, Any] | None = None) -> dict[str, i
                 if match:
                     schedules[logical_id] = int(match.group(1)) * units[match.group(2)]
     return schedules
+
+
+def function_timeouts_ms(template: dict[str, Any] | None = None) -> dict[str, int]:
+    """Logical id of each function -> its Timeout (or the Globals', or Lambda's default), in ms."""
+    template = template or load_template()
+    default = template.get("Globals", {}).get("Function", {}).get("Timeout", LAMBDA_DEFAULT_TIMEOUT_S)
+    return {
+        logical_id: int(float(resource.get("Properties", {}).get("Timeout", default)) * 1000)
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
 
 
 def function_handlers(template: dict[str, Any] | None = None) -> dict[str, str]:
@@ -135,7 +167,11 @@ class LocalContext:
 
 
 class Invoker:
-    """Calls handlers one at a time (see the module docstring), with a movable clock."""
+    """Calls handlers in this process, one at a time, with a movable clock (the benchmarks and
+    the tests use it; the local run uses execution environments, infra/execution_environments.py).
+
+    One at a time because Powertools keeps the current event in module state: a concurrent call
+    in another thread would read this one's event."""
 
     def __init__(self, clock_offset_ms: Callable[[], int] = lambda: 0) -> None:
         self._lock = threading.Lock()
@@ -173,6 +209,18 @@ def is_loopback(address: str) -> bool:
 
 def _json_answer(status: int, message: str) -> GatewayAnswer:
     return GatewayAnswer(status, {"Content-Type": "application/json"}, [], f'{{"message":"{message}"}}'.encode())
+
+
+def log_function_error(function: str, route_key: str, error: BaseException, source_ip: str) -> None:
+    """What Lambda would put in the function's log: the error and its traceback. The client's
+    address is taken out, should the error's message carry it (a log line never does)."""
+    if isinstance(error, FunctionError):
+        details = error.traceback_text or f"{type(error).__name__}: {error}"
+    else:
+        details = "".join(traceback.format_exception(error))
+    if source_ip:
+        details = details.replace(source_ip, "<client address>")
+    log.error("%s (%s) failed:\n%s", function, route_key, details.rstrip())
 
 
 def lambda_answer(raw: Mapping[str, Any]) -> GatewayAnswer:
@@ -239,11 +287,14 @@ class LocalGateway:
             source_ip=source_ip,
             now_ms=self.invoker.now_ms(),
         )
+        timeout_ms = min(route.timeout_ms, INTEGRATION_TIMEOUT_MS)
         try:
-            raw = self.invoker.invoke(route.function, route.handler, event)
-        except Exception:  # an unhandled error inside a function is API Gateway's 500
-            return GatewayAnswer(500, {"Content-Type": "application/json"}, [], b'{"message":"Internal Server Error"}')
-        return lambda_answer(raw)
+            return lambda_answer(self.invoker.invoke(route.function, route.handler, event, timeout_ms=timeout_ms))
+        except Exception as error:  # an unhandled error inside a function is API Gateway's 500
+            log_function_error(route.function, route.route_key, error, source_ip)
+            if isinstance(error, FunctionTimeout) and route.timeout_ms > INTEGRATION_TIMEOUT_MS:
+                return _json_answer(503, "Service Unavailable")  # the HTTP API gave up first
+            return _json_answer(500, "Internal Server Error")
 
     def _static(self, method: str, path: str) -> GatewayAnswer | None:
         if self.static_dir is None or method not in {"GET", "HEAD"}:

@@ -30,6 +30,7 @@ STATIC_DIR = ROOT / "web"
 SEED_FILE = Path(__file__).resolve().parent / "seed_communities.json"
 LIVE_PUSHER_HANDLER = "live.pusher.lambda_handler"
 DEFAULT_BIND_HOST = "127.0.0.1"
+DEFAULT_CONCURRENCY = 4  # execution environments at most; each is a process of ~100 MB
 
 
 class AlreadyRunning(SystemExit):
@@ -207,13 +208,23 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
 
     # Imported only now: the handlers read their settings from the environment set above.
     from community_tracker.settings import Settings
-    from infra.gateway import Invoker, LocalGateway, function_handlers, schedule_rate_seconds, serve
+    from infra.execution_environments import ExecutionEnvironments
+    from infra.gateway import LocalGateway, function_handlers, schedule_rate_seconds, serve
 
     ensure_table()
     seeded = seed_communities()
     clock_offset = {"ms": 0}
-    invoker = Invoker(lambda: clock_offset["ms"])
     handlers = function_handlers()
+    # Invocations run side by side in worker processes, as Lambda runs concurrent invocations in
+    # sandboxes of their own: a hung one holds one environment, not the whole gateway.
+    invoker = ExecutionEnvironments(
+        lambda: clock_offset["ms"],
+        limit=int(os.environ.get("VT_LOCAL_CONCURRENCY", str(DEFAULT_CONCURRENCY))),
+        warm=2,
+        preload=sorted({handler for handler in handlers.values() if handler != LIVE_PUSHER_HANDLER}),
+    )
+    stack.callback(invoker.stop)
+    invoker.start()
     # The live pusher's minute-long invocation is replaced here by a thread ticking the same
     # LivePusher once a second (start_live_push): the other scheduled functions run as in AWS.
     schedule = CleanupSchedule(
@@ -248,7 +259,7 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
         host=host,
     )
     server.serve_forever()
-    print("stopping: gateway, cleanup schedule, AWS emulator, redis-server", flush=True)
+    print("stopping: gateways, cleanup schedule, execution environments, AWS emulator, redis-server", flush=True)
 
 
 def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: dict[str, int]) -> None:
@@ -283,12 +294,13 @@ def start_live_push(stack: ExitStack, invoker: Any, ws_port: int, host: str = DE
     second (in AWS, the scheduled LivePushFunction does the ticking)."""
     from community_tracker.live import ConnectionRegistry, LivePusher
     from community_tracker.tracker import get_tracker
+    from infra.gateway import function_timeouts_ms
     from infra.websocket_gateway import LocalWebSocketGateway, pusher_thread, websocket_routes
 
     routes = websocket_routes()
     if not routes:
         return "none (the template declares no WebSocket routes)"
-    websockets = LocalWebSocketGateway(invoker, routes, host, ws_port)
+    websockets = LocalWebSocketGateway(invoker, routes, host, ws_port, function_timeouts_ms())
     websockets.start()
     stack.callback(websockets.stop)
     tracker = get_tracker()

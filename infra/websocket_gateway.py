@@ -13,7 +13,7 @@ import base64
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -22,7 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from infra.gateway import Invoker
+from infra.gateway import INTEGRATION_TIMEOUT_MS, Invoker, log_function_error
 from infra.tables import load_template
 
 
@@ -54,9 +54,17 @@ def websocket_routes(template: dict[str, Any] | None = None) -> dict[str, tuple[
 class LocalWebSocketGateway:
     """WebSocket connections on host:port; `post()` is the management API's post_to_connection."""
 
-    def __init__(self, invoker: Invoker, routes: dict[str, tuple[str, str]], host: str, port: int) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        routes: dict[str, tuple[str, str]],
+        host: str,
+        port: int,
+        timeouts_ms: Mapping[str, int] | None = None,
+    ) -> None:
         self._invoker = invoker
         self._routes = routes
+        self._timeouts_ms = dict(timeouts_ms or {})
         self._host, self._port = host, port
         self._connections: dict[str, ServerConnection] = {}
         self._ids: dict[int, str] = {}
@@ -103,7 +111,12 @@ class LocalWebSocketGateway:
         if target is None:
             return {"statusCode": 200}
         function, handler = target
-        return await asyncio.to_thread(self._invoker.invoke, function, handler, event)
+        timeout_ms = self._timeouts_ms.get(function, INTEGRATION_TIMEOUT_MS)
+        try:
+            return await asyncio.to_thread(self._invoker.invoke, function, handler, event, timeout_ms)
+        except Exception as error:  # logged like Lambda would; API Gateway answers its 500
+            log_function_error(function, route_key, error, "")
+            return {"statusCode": 500, "body": "Internal server error"}
 
     async def _connect(self, connection: ServerConnection, request: Request) -> Response | None:
         connection_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from community_tracker.settings import Settings
+from infra.aws_emulator import start_moto_server
 from infra.redis_servers import free_port
 from infra.tokens import mint_token
 from tests.e2e.conftest import ROOT, LocalSystem, start_local_system, stop_local_system
@@ -196,6 +200,7 @@ def test_it_listens_on_loopback_only_by_default(local_system: LocalSystem) -> No
 def test_ctrl_c_stops_every_process_it_started() -> None:
     system = start_local_system(free_port(), emulator_port := free_port())
     redis_port = int(next(line for line in system.output if "Redis " in line).rsplit(":", 1)[1].split("/")[0])
+    children = child_pids(system.process.pid)
 
     code = stop_local_system(system)
 
@@ -204,6 +209,50 @@ def test_ctrl_c_stops_every_process_it_started() -> None:
     for port in (system.port, redis_port, emulator_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    # redis-server, moto_server and the warm execution environments, all stopped.
+    assert len(children) >= 4, children
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def child_pids(pid: int) -> set[int]:
+    """The processes `pid` started (Linux: each of its threads lists the children it forked)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+def test_a_hung_dependency_stalls_only_the_calls_that_need_it(tmp_path: Path) -> None:
+    # The emulator is this test's own (the local run reuses what answers there), so it can freeze it.
+    emulator = start_moto_server(f"127.0.0.1:{free_port()}", tmp_path / "moto.log")
+    system = start_local_system(free_port(), int(emulator.host.rsplit(":", 1)[1]))
+    history: list[int] = []
+    try:
+        assert system.request("GET", "/v1/openapi.json").status == 200
+        os.kill(emulator.process.pid, signal.SIGSTOP)  # DynamoDB hangs: reads time out, retried, for ~10 s
+        hung = threading.Thread(
+            target=lambda: history.append(
+                system.request("GET", "/v1/users/frozen/visits", headers=bearer("frozen")).status
+            )
+        )
+        hung.start()
+        time.sleep(0.5)
+
+        started = time.monotonic()
+        unrelated = system.request("GET", "/v1/openapi.json", timeout=5)
+        elapsed = time.monotonic() - started
+
+        assert unrelated.status == 200
+        assert elapsed < 3, f"an unrelated route waited {elapsed:.1f} s for the hung one"
+        assert hung.is_alive()
+    finally:
+        os.kill(emulator.process.pid, signal.SIGCONT)
+        stop_local_system(system)
+        emulator.stop()
+    hung.join(timeout=30)
+    assert history, "the hung call never answered"
 
 
 def test_websocket_push_is_coalesced_and_needs_a_token(local_system: LocalSystem) -> None:
