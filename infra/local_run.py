@@ -189,6 +189,7 @@ def main() -> int:
 def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIND_HOST) -> None:
     from infra.aws_emulator import responds, start_moto_server
     from infra.redis_servers import start_redis
+    from infra.run_state import LocalRunState, remove_state, write_state
 
     # Powertools warns on every request that published no metric; metrics are off locally.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -198,12 +199,14 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
         port=int(os.environ["VT_LOCAL_REDIS_PORT"]) if os.environ.get("VT_LOCAL_REDIS_PORT") else None,
     )
     stack.callback(redis.stop)
+    emulator_pid: int | None = None
     if responds(emulator_host):
         emulator_name = "already running (LocalStack or moto_server), reused"
     else:
         emulator = start_moto_server(emulator_host, RUN_DIR / "moto_server.log")
         stack.callback(emulator.stop)
         emulator_name = "moto_server, started"
+        emulator_pid = emulator.process.pid
     os.environ.update(local_environment(port, redis.url, emulator_host))
 
     # Imported only now: the handlers read their settings from the environment set above.
@@ -237,7 +240,8 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
     )
     gateway = LocalGateway(invoker, static_dir=STATIC_DIR)
     add_local_controls(gateway, schedule, clock_offset)
-    websocket_url = start_live_push(stack, invoker, int(os.environ.get("VT_WS_PORT", str(port + 1))), host)
+    ws_port = int(os.environ.get("VT_WS_PORT", str(port + 1)))
+    websocket_url = start_live_push(stack, invoker, ws_port, host)
     server = serve(gateway, host, port)
     stack.callback(server.server_close)
     schedule.start()
@@ -248,6 +252,21 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # For `vt` in another shell (the Redis port is random) and for the tests (the pids).
+    write_state(
+        LocalRunState(
+            pid=os.getpid(),
+            port=port,
+            ws_port=ws_port if websocket_url.startswith("ws") else None,
+            bind_host=host,
+            redis_url=redis.url,
+            emulator_host=emulator_host,
+            table_name=os.environ["VT_TABLE_NAME"],
+            redis_pid=redis.process.pid,
+            emulator_pid=emulator_pid,
+        )
+    )
+    stack.callback(remove_state, port)
     print_banner(
         port,
         websocket_url,
@@ -324,7 +343,9 @@ def print_banner(
     host: str = DEFAULT_BIND_HOST,
 ) -> None:
     from infra.gateway import is_loopback
+    from infra.run_state import state_path
 
+    state_file = state_path(port).relative_to(ROOT)
     base = f"http://localhost:{port}"
     if is_loopback(host) or host == "localhost":
         reach = "(this machine only; VT_BIND_HOST=0.0.0.0 opens it to the network)"
@@ -346,6 +367,8 @@ Community visitor tracker is running locally.
 
 A development token (HS256 with VT_JWT_SECRET, issuer VT_JWT_ISSUER, audience VT_JWT_AUDIENCE):
   TOKEN=$(.venv/bin/vt token --sub alice --division montreal)          # add --admin for admin routes
+From another shell, `.venv/bin/vt cleanup` and `vt import-communities FILE` use this run
+(its endpoints are in {state_file}).
 Try:
   curl -s -X POST {base}/v1/communities/quebec-city/visits -H 'Content-Type: application/json' \\
        -d '{{"url": "https://example.com/communities/quebec-city/"}}'

@@ -22,6 +22,7 @@ from websockets.sync.client import connect
 from community_tracker.settings import Settings
 from infra.aws_emulator import start_moto_server
 from infra.redis_servers import free_port
+from infra.run_state import state_path
 from infra.tokens import mint_token
 from tests.e2e.conftest import ROOT, LocalSystem, start_local_system, stop_local_system
 
@@ -160,6 +161,27 @@ def test_an_encoded_user_id_reaches_its_own_history_and_its_erasure(local_system
     assert after.json()["visits"] == []
 
 
+def test_vt_finds_the_running_local_system(local_system: LocalSystem, tmp_path: Path) -> None:
+    # A new shell: none of the variables the local run gave its functions, and another directory.
+    # VT_PORT picks this test's system among the others the test session may have running.
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("VT_", "LOCALSTACK_", "AWS_"))}
+    vt = str(Path(sys.executable).with_name("vt"))
+
+    done = subprocess.run(
+        [vt, "cleanup"],
+        cwd=tmp_path,
+        env={**shell, "VT_PORT": str(local_system.port)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["completed"] is True
+    assert f"the local run on port {local_system.port}" in done.stderr
+
+
 def test_openapi_and_docs_are_served(local_system: LocalSystem) -> None:
     spec = local_system.request("GET", "/v1/openapi.json")
     docs = local_system.request("GET", "/v1/docs")
@@ -209,6 +231,7 @@ def test_ctrl_c_stops_every_process_it_started() -> None:
     for port in (system.port, redis_port, emulator_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    assert not state_path(system.port).exists()  # vt will not take a stopped run for a running one
     # redis-server, moto_server and the warm execution environments, all stopped.
     assert len(children) >= 4, children
     for pid in children:
