@@ -33,6 +33,9 @@ DEFAULT_BIND_HOST = "127.0.0.1"
 DEFAULT_CONCURRENCY = 4  # execution environments at most; each is a process of ~100 MB
 
 
+log = logging.getLogger("infra.local_run")  # also when run as __main__
+
+
 class AlreadyRunning(SystemExit):
     pass
 
@@ -119,15 +122,18 @@ def seed_communities() -> int:
     return len(rows)
 
 
-def ensure_table() -> None:
+def ensure_table() -> bool:
+    """Creates the table when the emulator does not have it; True when it did."""
     from community_tracker.aws import aws_client
     from community_tracker.settings import get_settings
     from infra.tables import create_visits_table
 
     dynamodb = aws_client("dynamodb")
     name = get_settings().table_name
-    if name not in dynamodb.list_tables()["TableNames"]:
-        create_visits_table(dynamodb, name)
+    if name in dynamodb.list_tables()["TableNames"]:
+        return False
+    create_visits_table(dynamodb, name)
+    return True
 
 
 class CleanupSchedule(threading.Thread):
@@ -187,27 +193,37 @@ def main() -> int:
 
 
 def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIND_HOST) -> None:
-    from infra.aws_emulator import responds, start_moto_server
+    from infra.aws_emulator import EmulatorProcess, responds, start_moto_server
     from infra.redis_servers import start_redis
     from infra.run_state import LocalRunState, remove_state, write_state
+    from infra.supervisor import SupervisedProcess, Supervisor
 
     # Powertools warns on every request that published no metric; metrics are off locally.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     RUN_DIR.mkdir(exist_ok=True)
-    redis = start_redis(
+    first_redis = start_redis(
         RUN_DIR / "redis",
         port=int(os.environ["VT_LOCAL_REDIS_PORT"]) if os.environ.get("VT_LOCAL_REDIS_PORT") else None,
     )
+    # Supervised: started again on the same port if it dies (infra/supervisor.py); whichever
+    # process is current is the one stopped at the end.
+    redis = SupervisedProcess(
+        "redis-server", first_redis, lambda: start_redis(RUN_DIR / "redis", port=first_redis.port)
+    )
     stack.callback(redis.stop)
-    emulator_pid: int | None = None
+    emulator: SupervisedProcess[EmulatorProcess] | None = None
     if responds(emulator_host):
         emulator_name = "already running (LocalStack or moto_server), reused"
     else:
-        emulator = start_moto_server(emulator_host, RUN_DIR / "moto_server.log")
+        emulator_log = RUN_DIR / "moto_server.log"
+        emulator = SupervisedProcess(
+            "moto_server",
+            start_moto_server(emulator_host, emulator_log),
+            lambda: start_moto_server(emulator_host, emulator_log),
+        )
         stack.callback(emulator.stop)
         emulator_name = "moto_server, started"
-        emulator_pid = emulator.process.pid
-    os.environ.update(local_environment(port, redis.url, emulator_host))
+    os.environ.update(local_environment(port, first_redis.url, emulator_host))
 
     # Imported only now: the handlers read their settings from the environment set above.
     from community_tracker.settings import Settings
@@ -247,30 +263,49 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
     schedule.start()
     stack.callback(schedule.stop)
 
+    def save_state() -> None:
+        # For `vt` in another shell (the Redis port is random) and for the tests (the pids).
+        write_state(
+            LocalRunState(
+                pid=os.getpid(),
+                port=port,
+                ws_port=ws_port if websocket_url.startswith("ws") else None,
+                bind_host=host,
+                redis_url=first_redis.url,
+                emulator_host=emulator_host,
+                table_name=os.environ["VT_TABLE_NAME"],
+                redis_pid=redis.pid,
+                emulator_pid=emulator.pid if emulator is not None else None,
+            )
+        )
+
+    def restore_table_and_seeds() -> None:
+        if ensure_table():
+            seeded_again = seed_communities()
+            log.warning("the table was gone (the emulator restarted): created again, %d seed communities", seeded_again)
+
+    supervisor = Supervisor(
+        [redis, *([emulator] if emulator is not None else [])],
+        check_data=restore_table_and_seeds,
+        emulator=emulator,
+        on_change=save_state,
+    )
+    supervisor.start()
+    stack.callback(supervisor.stop)  # before the processes it watches are stopped
+
     def stop(_signum: int, _frame: FrameType | None) -> None:
+        # Ctrl-C reaches redis-server and moto_server too: they are not to be started again.
+        supervisor.pause()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    # For `vt` in another shell (the Redis port is random) and for the tests (the pids).
-    write_state(
-        LocalRunState(
-            pid=os.getpid(),
-            port=port,
-            ws_port=ws_port if websocket_url.startswith("ws") else None,
-            bind_host=host,
-            redis_url=redis.url,
-            emulator_host=emulator_host,
-            table_name=os.environ["VT_TABLE_NAME"],
-            redis_pid=redis.process.pid,
-            emulator_pid=emulator_pid,
-        )
-    )
+    save_state()
     stack.callback(remove_state, port)
     print_banner(
         port,
         websocket_url,
-        redis.url,
+        first_redis.url,
         emulator_host,
         emulator_name,
         seeded,

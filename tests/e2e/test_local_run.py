@@ -12,9 +12,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -22,7 +24,7 @@ from websockets.sync.client import connect
 from community_tracker.settings import Settings
 from infra.aws_emulator import start_moto_server
 from infra.redis_servers import free_port
-from infra.run_state import state_path
+from infra.run_state import read_state, state_path
 from infra.tokens import mint_token
 from tests.e2e.conftest import ROOT, LocalSystem, start_local_system, stop_local_system
 
@@ -276,6 +278,100 @@ def test_a_hung_dependency_stalls_only_the_calls_that_need_it(tmp_path: Path) ->
         emulator.stop()
     hung.join(timeout=30)
     assert history, "the hung call never answered"
+
+
+def eventually(check: Callable[[], bool], timeout: float) -> float:
+    """Seconds until `check` held; fails the test past `timeout`."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s"
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def emulator_dynamodb(host: str) -> Any:
+    """A DynamoDB client of the emulator itself, to look behind the functions' caches."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://{host}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def test_a_killed_redis_or_emulator_is_restarted_with_table_and_seeds() -> None:
+    system = start_local_system(free_port(), free_port())
+    try:
+        first = read_state(state_path(system.port))
+        assert first is not None
+        assert first.redis_pid is not None
+        assert first.emulator_pid is not None
+        reader = bearer("reader")
+
+        def anonymous_beacon_and_read_work() -> bool:
+            beacon = system.request(
+                "POST", "/v1/communities/quebec-city/visits", {"url": "https://x/", "visitor_id": "tab-revive-0001"}
+            )
+            stats = system.request("GET", "/v1/communities/old-montreal/stats", headers=reader)
+            return beacon.status == 200 and stats.status == 200
+
+        assert anonymous_beacon_and_read_work()
+
+        os.kill(first.redis_pid, signal.SIGKILL)
+        eventually(anonymous_beacon_and_read_work, timeout=30)
+        second = read_state(state_path(system.port))
+        assert second is not None
+        assert second.redis_pid not in {None, first.redis_pid}
+        assert second.redis_url == first.redis_url  # the same port: every client reconnects by itself
+
+        os.kill(first.emulator_pid, signal.SIGKILL)
+        user = f"revived-{uuid.uuid4().hex[:8]}"
+
+        def authenticated_visit_is_stored() -> bool:
+            beacon = system.request(
+                "POST",
+                "/v1/communities/quebec-city/visits",
+                {"url": "https://x/", "event_id": f"evt-{uuid.uuid4().hex[:12]}"},
+                bearer(user),
+            )
+            history = system.request("GET", f"/v1/users/{user}/visits", headers=bearer(user))
+            return beacon.status == 200 and history.status == 200 and len(history.json()["visits"]) >= 1
+
+        eventually(authenticated_visit_is_stored, timeout=60)
+        third = read_state(state_path(system.port))
+        assert third is not None
+        assert third.emulator_pid not in {None, first.emulator_pid}
+        # The seed communities are back in the new emulator's table (not only in the functions' caches).
+        seeded = emulator_dynamodb(third.emulator_host).get_item(
+            TableName=third.table_name, Key={"PK": {"S": "COMMUNITY#quebec-city"}, "SK": {"S": "META"}}
+        )
+        assert "Item" in seeded
+    finally:
+        stop_local_system(system)
+
+
+def test_a_reused_emulator_restarted_by_hand_gets_its_table_and_seeds_back(tmp_path: Path) -> None:
+    emulator = start_moto_server(f"127.0.0.1:{free_port()}", tmp_path / "moto.log")
+    system = start_local_system(free_port(), int(emulator.host.rsplit(":", 1)[1]))
+    try:
+        state = read_state(state_path(system.port))
+        assert state is not None
+        assert state.emulator_pid is None  # not the local run's to restart
+        emulator.stop()
+        emulator = start_moto_server(emulator.host, tmp_path / "moto.log")  # empty, as after a restart
+        dynamodb = emulator_dynamodb(emulator.host)
+
+        def seeds_are_back() -> bool:
+            if state.table_name not in dynamodb.list_tables()["TableNames"]:
+                return False
+            key = {"PK": {"S": "COMMUNITY#quebec-city"}, "SK": {"S": "META"}}
+            return "Item" in dynamodb.get_item(TableName=state.table_name, Key=key)
+
+        eventually(seeds_are_back, timeout=30)
+    finally:
+        stop_local_system(system)
+        emulator.stop()
 
 
 def test_websocket_push_is_coalesced_and_needs_a_token(local_system: LocalSystem) -> None:
