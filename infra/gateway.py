@@ -266,7 +266,11 @@ class LocalGateway:
             return _json_answer(403, "Forbidden: the local controls answer only on loopback")
         extra = self.extra_routes.get((method, path))
         if extra is not None:
-            return extra(split.query, body)
+            try:
+                return extra(split.query, body)
+            except Exception as error:  # e.g. /_local/cleanup when the pass failed: said, not hidden
+                log_function_error("local control", f"{method} {path}", error, source_ip)
+                return _json_answer(500, "Internal Server Error")
         # A CORS preflight goes to the function that owns the method it asks about.
         requested = headers.get("access-control-request-method", "").upper() if method == "OPTIONS" else ""
         matched = self.match(requested or method, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import threading
 import uuid
@@ -24,6 +25,8 @@ from websockets.http11 import Request, Response
 
 from infra.gateway import INTEGRATION_TIMEOUT_MS, Invoker, log_function_error
 from infra.tables import load_template
+
+_FAILED = "__invocation_failed"  # marks the answer of an invocation that raised (never a Lambda key)
 
 
 def websocket_routes(template: dict[str, Any] | None = None) -> dict[str, tuple[str, str]]:
@@ -101,6 +104,7 @@ class LocalWebSocketGateway:
                 "domainName": f"localhost:{self._port}",
                 "stage": "local",
                 "apiId": "local",
+                "requestId": uuid.uuid4().hex,
             },
             "isBase64Encoded": False,
             **extra,
@@ -116,7 +120,7 @@ class LocalWebSocketGateway:
             return await asyncio.to_thread(self._invoker.invoke, function, handler, event, timeout_ms)
         except Exception as error:  # logged like Lambda would; API Gateway answers its 500
             log_function_error(function, route_key, error, "")
-            return {"statusCode": 500, "body": "Internal server error"}
+            return {"statusCode": 500, _FAILED: True}
 
     async def _connect(self, connection: ServerConnection, request: Request) -> Response | None:
         connection_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode()
@@ -137,7 +141,15 @@ class LocalWebSocketGateway:
         try:
             async for message in connection:
                 body = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                await self._invoke("$default", self._event("$default", connection_id, body=body))
+                event = self._event("$default", connection_id, body=body)
+                if (await self._invoke("$default", event)).get(_FAILED):
+                    # What API Gateway sends the client when the integration failed.
+                    failure = {
+                        "message": "Internal server error",
+                        "connectionId": connection_id,
+                        "requestId": event["requestContext"]["requestId"],
+                    }
+                    await connection.send(json.dumps(failure))
         except ConnectionClosed:
             pass
         finally:

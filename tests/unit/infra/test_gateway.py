@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.gateway import Invoker, LocalGateway, Route, _compile, serve
+from infra.gateway import GatewayAnswer, Invoker, LocalGateway, Route, _compile, serve
 from infra.local_run import CleanupSchedule, add_local_controls
 from infra.redis_servers import free_port
 
@@ -101,6 +101,21 @@ def test_an_encoded_path_cannot_reach_the_local_controls_from_afar(controls_gate
     for target in ("/%5Flocal/token?sub=ops&admin=1", "/_local/%74oken?sub=ops&admin=1"):
         assert controls_gateway.handle("GET", target, {}, b"", "192.0.2.10").status == 403
         assert controls_gateway.handle("GET", target, {}, b"", "127.0.0.1").status == 200
+
+
+def test_a_failing_local_control_is_a_logged_500(
+    controls_gateway: LocalGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_query: str, _body: bytes) -> GatewayAnswer:
+        raise RuntimeError("the cleanup pass could not start")
+
+    controls_gateway.extra_routes[("POST", "/_local/broken")] = broken
+
+    answer = controls_gateway.handle("POST", "/_local/broken", {}, b"", "127.0.0.1")
+
+    assert answer.status == 500
+    assert "RuntimeError: the cleanup pass could not start" in caplog.text
+    assert "Traceback (most recent call last)" in caplog.text
 
 
 @pytest.fixture
