@@ -1,4 +1,4 @@
-"""A local stand-in for API Gateway (HTTP API, payload 2.0) that calls the handlers in-process.
+"""A local stand-in for API Gateway (HTTP API, payload 2.0) that calls the handlers on this machine.
 
 Hand-written because `sam local start-api` needs Docker, which these machines do not have. It
 routes exactly the `HttpApi` events declared in template.yaml (the single source of truth), builds

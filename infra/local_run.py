@@ -2,8 +2,9 @@
 
 A real redis-server, the AWS emulator on localhost:4566 (moto_server, or a LocalStack already
 listening there), the table created from template.yaml, seed communities, the local API gateway
-on VT_PORT (default 3000) calling the handlers in-process, the cleanup on the template's schedule,
-and the demo pages. Ctrl-C stops every process it started.
+on VT_PORT (default 3000, loopback unless VT_BIND_HOST) invoking the handlers in execution
+environments (worker processes), the cleanup on the template's schedule, and the demo pages. What
+it started is supervised (restarted if it dies) and stopped, each by its pid, on Ctrl-C.
 """
 
 from __future__ import annotations

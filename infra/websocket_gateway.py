@@ -1,6 +1,6 @@
 """A local stand-in for the API Gateway WebSocket API: the template's `$connect`, `$disconnect` and
-`$default` routes on localhost, calling the live function in-process with the events API Gateway
-sends, plus the `@connections` side (posting to a connection) for the pusher.
+`$default` routes on localhost, invoking the live function (through the local run's invoker) with
+the events API Gateway sends, plus the `@connections` side (posting to a connection) for the pusher.
 
 Hand-written for the same reason as infra/gateway.py (no Docker for `sam local`); the WebSocket
 protocol itself is the `websockets` library's.
