@@ -1,19 +1,24 @@
-"""A local stand-in for API Gateway (HTTP API, payload 2.0) that calls the handlers in-process.
+"""A local stand-in for API Gateway (HTTP API, payload 2.0) that calls the handlers on this machine.
 
 Hand-written because `sam local start-api` needs Docker, which these machines do not have. It
 routes exactly the `HttpApi` events declared in template.yaml (the single source of truth), builds
 the same v2 events API Gateway would (infra/http_api_events.py), and writes the handler's answer
-back. Like one Lambda execution environment, it runs one invocation at a time: Powertools keeps
-the current event and the metrics in module state, which is per process on Lambda.
+back. Who runs the handler is the invoker's business: in this process one at a time (`Invoker`),
+or, in the local run, in execution environments side by side (infra/execution_environments.py).
 """
 
 from __future__ import annotations
 
 import base64
 import importlib
+import ipaddress
+import logging
 import re
+import socket
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,14 +26,36 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from infra.http_api_events import http_api_event
 from infra.tables import load_template
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
+LOCAL_CONTROLS_PREFIX = "/_local/"
+# A client that goes away mid-request (closed tab, reset, timeout) is not an error of ours.
+_CLIENT_WENT_AWAY = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+log = logging.getLogger(__name__)
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+
+
+# HTTP APIs wait at most this long for an integration, whatever the function's own timeout.
+INTEGRATION_TIMEOUT_MS = 30_000
+LAMBDA_DEFAULT_TIMEOUT_S = 3
+
+
+class FunctionError(Exception):
+    """An invocation that ended in an error (raised by the function, or it timed out); carries
+    the function's own traceback when it ran in another process."""
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+
+class FunctionTimeout(FunctionError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,7 @@ class Route:
     handler: str  # module.attribute, e.g. track_visit.handler.lambda_handler
     pattern: re.Pattern[str]
     literal_segments: int
+    timeout_ms: int = LAMBDA_DEFAULT_TIMEOUT_S * 1000  # the function's Timeout in the template
 
     @property
     def route_key(self) -> str:
@@ -61,6 +89,7 @@ def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
     """Every HttpApi event of every function in the template, most specific first."""
     template = template or load_template()
     globals_handler = template.get("Globals", {}).get("Function", {}).get("Handler")
+    timeouts = function_timeouts_ms(template)
     routes = []
     for logical_id, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -72,7 +101,7 @@ def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
                 continue
             path, method = event["Properties"]["Path"], event["Properties"]["Method"].upper()
             pattern, literals = _compile(path)
-            routes.append(Route(method, path, logical_id, handler, pattern, literals))
+            routes.append(Route(method, path, logical_id, handler, pattern, literals, timeouts[logical_id]))
     return sorted(routes, key=lambda r: (-r.literal_segments, r.path, r.method))
 
 
@@ -89,6 +118,17 @@ def schedule_rate_seconds(template: dict[str, Any] | None = None) -> dict[str, i
                 if match:
                     schedules[logical_id] = int(match.group(1)) * units[match.group(2)]
     return schedules
+
+
+def function_timeouts_ms(template: dict[str, Any] | None = None) -> dict[str, int]:
+    """Logical id of each function -> its Timeout (or the Globals', or Lambda's default), in ms."""
+    template = template or load_template()
+    default = template.get("Globals", {}).get("Function", {}).get("Timeout", LAMBDA_DEFAULT_TIMEOUT_S)
+    return {
+        logical_id: int(float(resource.get("Properties", {}).get("Timeout", default)) * 1000)
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
 
 
 def function_handlers(template: dict[str, Any] | None = None) -> dict[str, str]:
@@ -127,7 +167,11 @@ class LocalContext:
 
 
 class Invoker:
-    """Calls handlers one at a time (see the module docstring), with a movable clock."""
+    """Calls handlers in this process, one at a time, with a movable clock (the benchmarks and
+    the tests use it; the local run uses execution environments, infra/execution_environments.py).
+
+    One at a time because Powertools keeps the current event in module state: a concurrent call
+    in another thread would read this one's event."""
 
     def __init__(self, clock_offset_ms: Callable[[], int] = lambda: 0) -> None:
         self._lock = threading.Lock()
@@ -150,6 +194,33 @@ class GatewayAnswer:
     headers: dict[str, str]
     cookies: list[str]
     body: bytes
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, and 127.x seen through an IPv6 socket (::ffff:127.0.0.1)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _json_answer(status: int, message: str) -> GatewayAnswer:
+    return GatewayAnswer(status, {"Content-Type": "application/json"}, [], f'{{"message":"{message}"}}'.encode())
+
+
+def log_function_error(function: str, route_key: str, error: BaseException, source_ip: str) -> None:
+    """What Lambda would put in the function's log: the error and its traceback. The client's
+    address is taken out, should the error's message carry it (a log line never does)."""
+    if isinstance(error, FunctionError):
+        details = error.traceback_text or f"{type(error).__name__}: {error}"
+    else:
+        details = "".join(traceback.format_exception(error))
+    if source_ip:
+        details = details.replace(source_ip, "<client address>")
+    log.error("%s (%s) failed:\n%s", function, route_key, details.rstrip())
 
 
 def lambda_answer(raw: Mapping[str, Any]) -> GatewayAnswer:
@@ -183,10 +254,23 @@ class LocalGateway:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, source_ip: str
     ) -> GatewayAnswer:
         split = urlsplit(target)
-        path = split.path
+        # API Gateway HTTP APIs percent-decode the path once, then route on it: the function gets
+        # that decoded path as `rawPath` and `requestContext.http.path` (which Powertools routes
+        # on), and path parameters decoded exactly once (%7C is `|`, %2525 is `%25`; `+` stays `+`;
+        # %2F becomes a separator, so no route matches it, as in AWS). Everything below, the local
+        # controls' loopback check included, sees that same path.
+        path = unquote(split.path)
+        # The local controls mint admin tokens and move the clock: only for this machine, even when
+        # VT_BIND_HOST opens the gateway to the network. The socket's address, never a header.
+        if path.startswith(LOCAL_CONTROLS_PREFIX) and not is_loopback(source_ip):
+            return _json_answer(403, "Forbidden: the local controls answer only on loopback")
         extra = self.extra_routes.get((method, path))
         if extra is not None:
-            return extra(split.query, body)
+            try:
+                return extra(split.query, body)
+            except Exception as error:  # e.g. /_local/cleanup when the pass failed: said, not hidden
+                log_function_error("local control", f"{method} {path}", error, source_ip)
+                return _json_answer(500, "Internal Server Error")
         # A CORS preflight goes to the function that owns the method it asks about.
         requested = headers.get("access-control-request-method", "").upper() if method == "OPTIONS" else ""
         matched = self.match(requested or method, path)
@@ -207,11 +291,14 @@ class LocalGateway:
             source_ip=source_ip,
             now_ms=self.invoker.now_ms(),
         )
+        timeout_ms = min(route.timeout_ms, INTEGRATION_TIMEOUT_MS)
         try:
-            raw = self.invoker.invoke(route.function, route.handler, event)
-        except Exception:  # an unhandled error inside a function is API Gateway's 500
-            return GatewayAnswer(500, {"Content-Type": "application/json"}, [], b'{"message":"Internal Server Error"}')
-        return lambda_answer(raw)
+            return lambda_answer(self.invoker.invoke(route.function, route.handler, event, timeout_ms=timeout_ms))
+        except Exception as error:  # an unhandled error inside a function is API Gateway's 500
+            log_function_error(route.function, route.route_key, error, source_ip)
+            if isinstance(error, FunctionTimeout) and route.timeout_ms > INTEGRATION_TIMEOUT_MS:
+                return _json_answer(503, "Service Unavailable")  # the HTTP API gave up first
+            return _json_answer(500, "Internal Server Error")
 
     def _static(self, method: str, path: str) -> GatewayAnswer | None:
         if self.static_dir is None or method not in {"GET", "HEAD"}:
@@ -278,6 +365,22 @@ def serve(gateway: LocalGateway, host: str, port: int) -> ThreadingHTTPServer:
                 method, _, rest = self.requestline.partition(" ")
                 print(f"{method} {urlsplit(rest.split(' ')[0]).path} {args[1] if len(args) > 1 else ''}", flush=True)
 
-    server = ThreadingHTTPServer((host, port), RequestHandler)
+    server = _Server((host, port), RequestHandler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        # VT_BIND_HOST may be an IPv6 address (e.g. ::1); the base class only speaks IPv4.
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 (base class signature)
+        # The base class prints the client's address with the traceback: ours never logs an address.
+        error = sys.exc_info()[1]
+        if isinstance(error, _CLIENT_WENT_AWAY):
+            log.debug("a client went away mid-request (%s)", type(error).__name__)
+            return
+        log.error("error while serving a request", exc_info=True)

@@ -2,14 +2,16 @@
 
 A real redis-server, the AWS emulator on localhost:4566 (moto_server, or a LocalStack already
 listening there), the table created from template.yaml, seed communities, the local API gateway
-on VT_PORT (default 3000) calling the handlers in-process, the cleanup on the template's schedule,
-and the demo pages. Ctrl-C stops every process it started.
+on VT_PORT (default 3000, loopback unless VT_BIND_HOST) invoking the handlers in execution
+environments (worker processes), the cleanup on the template's schedule, and the demo pages. What
+it started is supervised (restarted if it dies) and stopped, each by its pid, on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -28,6 +30,11 @@ RUN_DIR = ROOT / ".run"
 STATIC_DIR = ROOT / "web"
 SEED_FILE = Path(__file__).resolve().parent / "seed_communities.json"
 LIVE_PUSHER_HANDLER = "live.pusher.lambda_handler"
+DEFAULT_BIND_HOST = "127.0.0.1"
+DEFAULT_CONCURRENCY = 4  # execution environments at most; each is a process of ~100 MB
+
+
+log = logging.getLogger("infra.local_run")  # also when run as __main__
 
 
 class AlreadyRunning(SystemExit):
@@ -57,14 +64,30 @@ def single_instance(lock_path: Path) -> Iterator[None]:
         handle.close()
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
+def bind_host() -> str:
+    """Loopback unless VT_BIND_HOST opens it: the local run serves development tokens and takes
+    any clock move, which is only safe for the people on this machine."""
+    return os.environ.get("VT_BIND_HOST", "").strip() or DEFAULT_BIND_HOST
+
+
+def port_is_free(port: int, host: str = DEFAULT_BIND_HOST) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
         return True
+
+
+def local_cors_origins(port: int) -> list[str]:
+    """The settings' own default (the README's settings table) and the local gateway's own origin,
+    so a frontend on :3000 and the pages served on VT_PORT are both granted, whatever VT_PORT is."""
+    from community_tracker.settings import Settings
+
+    defaults: list[str] = Settings.model_fields["cors_origins"].get_default(call_default_factory=True)
+    own = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    return list(dict.fromkeys([*defaults, *own]))
 
 
 def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str, str]:
@@ -84,7 +107,7 @@ def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str
         "VT_REDIS_CLUSTER": "false",
         "VT_USE_LOCALSTACK": "true",
         "LOCALSTACK_HOST": emulator_host,
-        "VT_CORS_ORIGINS": os.environ.get("VT_CORS_ORIGINS", f"http://localhost:{port},http://127.0.0.1:{port}"),
+        "VT_CORS_ORIGINS": os.environ.get("VT_CORS_ORIGINS", ",".join(local_cors_origins(port))),
     }
     return {**defaults, **{k: v for k, v in os.environ.items() if k in defaults}, **forced}
 
@@ -100,15 +123,18 @@ def seed_communities() -> int:
     return len(rows)
 
 
-def ensure_table() -> None:
+def ensure_table() -> bool:
+    """Creates the table when the emulator does not have it; True when it did."""
     from community_tracker.aws.clients import aws_client
     from community_tracker.settings import get_settings
     from infra.tables import create_visits_table
 
     dynamodb = aws_client("dynamodb")
     name = get_settings().table_name
-    if name not in dynamodb.list_tables()["TableNames"]:
-        create_visits_table(dynamodb, name)
+    if name in dynamodb.list_tables()["TableNames"]:
+        return False
+    create_visits_table(dynamodb, name)
+    return True
 
 
 class CleanupSchedule(threading.Thread):
@@ -151,47 +177,74 @@ class CleanupSchedule(threading.Thread):
 def main() -> int:
     port = int(os.environ.get("VT_PORT", "3000"))
     emulator_host = os.environ.get("LOCALSTACK_HOST", "localhost:4566")
+    host = bind_host()
+    # Errors of the gateways (with their tracebacks) on stderr; the functions log through Powertools.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         with ExitStack() as stack:
             stack.enter_context(single_instance(RUN_DIR / f"local-run-{port}.lock"))
-            if not port_is_free(port):
+            if not port_is_free(port, host):
                 print(f"port {port} is already in use: stop what uses it, or set VT_PORT", file=sys.stderr)
                 return 1
-            run(stack, port, emulator_host)
+            run(stack, port, emulator_host, host)
     except AlreadyRunning as refusal:
         print(refusal.code, file=sys.stderr)
         return 1
     return 0
 
 
-def run(stack: ExitStack, port: int, emulator_host: str) -> None:
-    from infra.aws_emulator import responds, start_moto_server
+def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIND_HOST) -> None:
+    from infra.aws_emulator import EmulatorProcess, responds, start_moto_server
     from infra.redis_servers import start_redis
+    from infra.run_state import LocalRunState, remove_state, write_state
+    from infra.supervisor import SupervisedProcess, Supervisor
 
     # Powertools warns on every request that published no metric; metrics are off locally.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     RUN_DIR.mkdir(exist_ok=True)
-    redis = start_redis(
+    first_redis = start_redis(
         RUN_DIR / "redis",
         port=int(os.environ["VT_LOCAL_REDIS_PORT"]) if os.environ.get("VT_LOCAL_REDIS_PORT") else None,
     )
+    # Supervised: started again on the same port if it dies (infra/supervisor.py); whichever
+    # process is current is the one stopped at the end.
+    redis = SupervisedProcess(
+        "redis-server", first_redis, lambda: start_redis(RUN_DIR / "redis", port=first_redis.port)
+    )
     stack.callback(redis.stop)
+    emulator: SupervisedProcess[EmulatorProcess] | None = None
     if responds(emulator_host):
         emulator_name = "already running (LocalStack or moto_server), reused"
     else:
-        emulator = start_moto_server(emulator_host, RUN_DIR / "moto_server.log")
+        emulator_log = RUN_DIR / "moto_server.log"
+        emulator = SupervisedProcess(
+            "moto_server",
+            start_moto_server(emulator_host, emulator_log),
+            lambda: start_moto_server(emulator_host, emulator_log),
+        )
         stack.callback(emulator.stop)
         emulator_name = "moto_server, started"
-    os.environ.update(local_environment(port, redis.url, emulator_host))
+    os.environ.update(local_environment(port, first_redis.url, emulator_host))
 
     # Imported only now: the handlers read their settings from the environment set above.
-    from infra.gateway import Invoker, LocalGateway, function_handlers, schedule_rate_seconds, serve
+    from community_tracker.settings import Settings
+    from infra.execution_environments import ExecutionEnvironments
+    from infra.gateway import LocalGateway, function_handlers, schedule_rate_seconds, serve
 
     ensure_table()
     seeded = seed_communities()
     clock_offset = {"ms": 0}
-    invoker = Invoker(lambda: clock_offset["ms"])
     handlers = function_handlers()
+    # Invocations run side by side in worker processes, as Lambda runs concurrent invocations in
+    # sandboxes of their own: a hung one holds one environment, not the whole gateway.
+    invoker = ExecutionEnvironments(
+        lambda: clock_offset["ms"],
+        limit=int(os.environ.get("VT_LOCAL_CONCURRENCY", str(DEFAULT_CONCURRENCY))),
+        warm=2,
+        preload=sorted({handler for handler in handlers.values() if handler != LIVE_PUSHER_HANDLER}),
+    )
+    stack.callback(invoker.stop)
+    invoker.start()
     # The live pusher's minute-long invocation is replaced here by a thread ticking the same
     # LivePusher once a second (start_live_push): the other scheduled functions run as in AWS.
     schedule = CleanupSchedule(
@@ -204,20 +257,64 @@ def run(stack: ExitStack, port: int, emulator_host: str) -> None:
     )
     gateway = LocalGateway(invoker, static_dir=STATIC_DIR)
     add_local_controls(gateway, schedule, clock_offset)
-    websocket_url = start_live_push(stack, invoker, int(os.environ.get("VT_WS_PORT", str(port + 1))))
-    server = serve(gateway, "0.0.0.0", port)  # noqa: S104 (a developer's machine; the port is theirs)
+    ws_port = int(os.environ.get("VT_WS_PORT", str(port + 1)))
+    websocket_url = start_live_push(stack, invoker, ws_port, host)
+    server = serve(gateway, host, port)
     stack.callback(server.server_close)
     schedule.start()
     stack.callback(schedule.stop)
 
+    def save_state() -> None:
+        # For `vt` in another shell (the Redis port is random) and for the tests (the pids).
+        write_state(
+            LocalRunState(
+                pid=os.getpid(),
+                port=port,
+                ws_port=ws_port if websocket_url.startswith("ws") else None,
+                bind_host=host,
+                redis_url=first_redis.url,
+                emulator_host=emulator_host,
+                table_name=os.environ["VT_TABLE_NAME"],
+                redis_pid=redis.pid,
+                emulator_pid=emulator.pid if emulator is not None else None,
+            )
+        )
+
+    def restore_table_and_seeds() -> None:
+        if ensure_table():
+            seeded_again = seed_communities()
+            log.warning("the table was gone (the emulator restarted): created again, %d seed communities", seeded_again)
+
+    supervisor = Supervisor(
+        [redis, *([emulator] if emulator is not None else [])],
+        check_data=restore_table_and_seeds,
+        emulator=emulator,
+        on_change=save_state,
+    )
+    supervisor.start()
+    stack.callback(supervisor.stop)  # before the processes it watches are stopped
+
     def stop(_signum: int, _frame: FrameType | None) -> None:
+        # Ctrl-C reaches redis-server and moto_server too: they are not to be started again.
+        supervisor.pause()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print_banner(port, websocket_url, redis.url, emulator_host, emulator_name, seeded)
+    save_state()
+    stack.callback(remove_state, port)
+    print_banner(
+        port,
+        websocket_url,
+        first_redis.url,
+        emulator_host,
+        emulator_name,
+        seeded,
+        cors_origins=Settings().cors_origins,
+        host=host,
+    )
     server.serve_forever()
-    print("stopping: gateway, cleanup schedule, AWS emulator, redis-server", flush=True)
+    print("stopping: gateways, cleanup schedule, execution environments, AWS emulator, redis-server", flush=True)
 
 
 def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: dict[str, int]) -> None:
@@ -247,18 +344,19 @@ def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: di
     gateway.extra_routes[("GET", "/_local/token")] = token
 
 
-def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
+def start_live_push(stack: ExitStack, invoker: Any, ws_port: int, host: str = DEFAULT_BIND_HOST) -> str:
     """The template's WebSocket routes on ws://localhost:<VT_WS_PORT> and the pusher ticking once a
     second (in AWS, the scheduled LivePushFunction does the ticking)."""
     from community_tracker.live import LivePusher
     from community_tracker.redis.live_state import get_tracker
     from community_tracker.redis.subscriptions import get_subscriptions
+    from infra.gateway import function_timeouts_ms
     from infra.websocket_gateway import LocalWebSocketGateway, pusher_thread, websocket_routes
 
     routes = websocket_routes()
     if not routes:
         return "none (the template declares no WebSocket routes)"
-    websockets = LocalWebSocketGateway(invoker, routes, "0.0.0.0", ws_port)  # noqa: S104 (a developer's machine)
+    websockets = LocalWebSocketGateway(invoker, routes, host, ws_port, function_timeouts_ms())
     websockets.start()
     stack.callback(websockets.stop)
     tracker = get_tracker()
@@ -271,23 +369,43 @@ def start_live_push(stack: ExitStack, invoker: Any, ws_port: int) -> str:
 
 
 def print_banner(
-    port: int, websocket_url: str, redis_url: str, emulator_host: str, emulator_name: str, seeded: int
+    port: int,
+    websocket_url: str,
+    redis_url: str,
+    emulator_host: str,
+    emulator_name: str,
+    seeded: int,
+    *,
+    cors_origins: list[str] | None = None,
+    host: str = DEFAULT_BIND_HOST,
 ) -> None:
+    from infra.gateway import is_loopback
+    from infra.run_state import state_path
+
+    state_file = state_path(port).relative_to(ROOT)
     base = f"http://localhost:{port}"
+    if is_loopback(host) or host == "localhost":
+        reach = "(this machine only; VT_BIND_HOST=0.0.0.0 opens it to the network)"
+    else:
+        reach = "(open to the network; /_local/* still answers loopback clients only)"
     print(
         f"""
 Community visitor tracker is running locally.
 
-  API base URL   {base}/v1
+  Listening      {host} {reach}
+  API base URL   {base}          (every route starts with /v1: {base}/v1/communities/...)
   API docs       {base}/v1/docs   (OpenAPI: {base}/v1/openapi.json)
   Demo page      {base}/            (live stats page: {base}/stats.html?community=quebec-city)
   Live push      {websocket_url}
   Redis          {redis_url}
   AWS emulator   http://{emulator_host}  ({emulator_name})
+  CORS origins   {" ".join(cors_origins if cors_origins is not None else local_cors_origins(port))}
   Communities    {seeded} seeded (infra/seed_communities.json), e.g. quebec-city
 
 A development token (HS256 with VT_JWT_SECRET, issuer VT_JWT_ISSUER, audience VT_JWT_AUDIENCE):
   TOKEN=$(.venv/bin/vt token --sub alice --division montreal)          # add --admin for admin routes
+From another shell, `.venv/bin/vt cleanup` and `vt import-communities FILE` use this run
+(its endpoints are in {state_file}).
 Try:
   curl -s -X POST {base}/v1/communities/quebec-city/visits -H 'Content-Type: application/json' \\
        -d '{{"url": "https://example.com/communities/quebec-city/"}}'

@@ -1,6 +1,6 @@
 """A local stand-in for the API Gateway WebSocket API: the template's `$connect`, `$disconnect` and
-`$default` routes on localhost, calling the live function in-process with the events API Gateway
-sends, plus the `@connections` side (posting to a connection) for the pusher.
+`$default` routes on localhost, invoking the live function (through the local run's invoker) with
+the events API Gateway sends, plus the `@connections` side (posting to a connection) for the pusher.
 
 Hand-written for the same reason as infra/gateway.py (no Docker for `sam local`); the WebSocket
 protocol itself is the `websockets` library's.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -22,8 +23,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from infra.gateway import Invoker
+from infra.gateway import INTEGRATION_TIMEOUT_MS, Invoker, log_function_error
 from infra.tables import load_template
+
+_FAILED = "__invocation_failed"  # marks the answer of an invocation that raised (never a Lambda key)
 
 
 def websocket_routes(template: dict[str, Any] | None = None) -> dict[str, tuple[str, str]]:
@@ -54,9 +57,17 @@ def websocket_routes(template: dict[str, Any] | None = None) -> dict[str, tuple[
 class LocalWebSocketGateway:
     """WebSocket connections on host:port; `post()` is the management API's post_to_connection."""
 
-    def __init__(self, invoker: Invoker, routes: dict[str, tuple[str, str]], host: str, port: int) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        routes: dict[str, tuple[str, str]],
+        host: str,
+        port: int,
+        timeouts_ms: Mapping[str, int] | None = None,
+    ) -> None:
         self._invoker = invoker
         self._routes = routes
+        self._timeouts_ms = dict(timeouts_ms or {})
         self._host, self._port = host, port
         self._connections: dict[str, ServerConnection] = {}
         self._ids: dict[int, str] = {}
@@ -93,6 +104,7 @@ class LocalWebSocketGateway:
                 "domainName": f"localhost:{self._port}",
                 "stage": "local",
                 "apiId": "local",
+                "requestId": uuid.uuid4().hex,
             },
             "isBase64Encoded": False,
             **extra,
@@ -103,7 +115,12 @@ class LocalWebSocketGateway:
         if target is None:
             return {"statusCode": 200}
         function, handler = target
-        return await asyncio.to_thread(self._invoker.invoke, function, handler, event)
+        timeout_ms = self._timeouts_ms.get(function, INTEGRATION_TIMEOUT_MS)
+        try:
+            return await asyncio.to_thread(self._invoker.invoke, function, handler, event, timeout_ms)
+        except Exception as error:  # logged like Lambda would; API Gateway answers its 500
+            log_function_error(function, route_key, error, "")
+            return {"statusCode": 500, _FAILED: True}
 
     async def _connect(self, connection: ServerConnection, request: Request) -> Response | None:
         connection_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode()
@@ -124,7 +141,15 @@ class LocalWebSocketGateway:
         try:
             async for message in connection:
                 body = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                await self._invoke("$default", self._event("$default", connection_id, body=body))
+                event = self._event("$default", connection_id, body=body)
+                if (await self._invoke("$default", event)).get(_FAILED):
+                    # What API Gateway sends the client when the integration failed.
+                    failure = {
+                        "message": "Internal server error",
+                        "connectionId": connection_id,
+                        "requestId": event["requestContext"]["requestId"],
+                    }
+                    await connection.send(json.dumps(failure))
         except ConnectionClosed:
             pass
         finally:

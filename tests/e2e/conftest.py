@@ -42,14 +42,16 @@ class LocalSystem:
     process: subprocess.Popen[str]
     output: list[str]
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> Answer:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         all_headers = {"User-Agent": BROWSER_UA, **(headers or {})}
         if isinstance(body, dict):
             all_headers.setdefault("Content-Type", "application/json")
         request = urllib.request.Request(f"{self.base}{path}", data=data, headers=all_headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
         except urllib.error.HTTPError as error:
             return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())

@@ -5,19 +5,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from community_tracker.settings import Settings
+from infra.aws_emulator import start_moto_server
 from infra.redis_servers import free_port
+from infra.run_state import read_state, state_path
 from infra.tokens import mint_token
 from tests.e2e.conftest import ROOT, LocalSystem, start_local_system, stop_local_system
 
@@ -84,6 +91,26 @@ def test_cors_preflight_and_grants(local_system: LocalSystem) -> None:
     assert "access-control-allow-origin" not in foreign.headers
 
 
+def test_cors_origins_are_the_settings_table_s_and_the_banner_lists_them(local_system: LocalSystem) -> None:
+    # The README's settings table promises these two; the local run adds its own origin (VT_PORT).
+    expected = [
+        "http://localhost:3000",
+        "http://127.0.0.1:3000",
+        f"http://localhost:{local_system.port}",
+        f"http://127.0.0.1:{local_system.port}",
+    ]
+    banner = next((line for line in local_system.output if line.strip().startswith("CORS origins")), "")
+
+    for origin in expected:
+        answer = local_system.request(
+            "OPTIONS",
+            "/v1/communities/quebec-city/visits",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert answer.headers.get("access-control-allow-origin") == origin, origin
+    assert banner.split()[2:] == expected, banner
+
+
 def test_stats_need_a_token_and_bots_are_not_counted(local_system: LocalSystem) -> None:
     community_id = register(local_system)
 
@@ -113,6 +140,50 @@ def test_cleanup_after_the_clock_moves(local_system: LocalSystem) -> None:
     assert stats["total_visitors"] == 0
 
 
+def test_an_encoded_user_id_reaches_its_own_history_and_its_erasure(local_system: LocalSystem) -> None:
+    # `auth0|…` as identity providers write it; browsers (encodeURIComponent) and requests send %7C.
+    user_id = f"auth0|{uuid.uuid4().hex[:10]}"
+    encoded = user_id.replace("|", "%7C")
+    beacon = local_system.request(
+        "POST",
+        "/v1/communities/quebec-city/visits",
+        {"url": "https://x.example/", "event_id": f"evt-{uuid.uuid4().hex[:12]}"},
+        bearer(user_id, division_id="montreal"),
+    )
+
+    history = local_system.request("GET", f"/v1/users/{encoded}/visits", headers=bearer(user_id))
+    erased = local_system.request("DELETE", f"/v1/users/{encoded}/visits", headers=bearer("ops", roles=["admin"]))
+    after = local_system.request("GET", f"/v1/users/{encoded}/visits", headers=bearer(user_id))
+
+    assert beacon.status == 200, beacon.body
+    assert history.status == 200, history.body
+    assert [visit["user_id"] for visit in history.json()["visits"]] == [user_id]
+    assert erased.status == 200, erased.body
+    assert erased.json() == {"user_id": user_id, "deleted": 1}
+    assert after.json()["visits"] == []
+
+
+def test_vt_finds_the_running_local_system(local_system: LocalSystem, tmp_path: Path) -> None:
+    # A new shell: none of the variables the local run gave its functions, and another directory.
+    # VT_PORT picks this test's system among the others the test session may have running.
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("VT_", "LOCALSTACK_", "AWS_"))}
+    vt = str(Path(sys.executable).with_name("vt"))
+
+    done = subprocess.run(
+        [vt, "cleanup"],
+        cwd=tmp_path,
+        env={**shell, "VT_PORT": str(local_system.port)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["completed"] is True
+    assert f"the local run on port {local_system.port}" in done.stderr
+
+
 def test_openapi_and_docs_are_served(local_system: LocalSystem) -> None:
     spec = local_system.request("GET", "/v1/openapi.json")
     docs = local_system.request("GET", "/v1/docs")
@@ -138,9 +209,22 @@ def test_a_second_run_on_the_same_port_says_so(local_system: LocalSystem) -> Non
     assert "Traceback" not in second.stderr + second.stdout
 
 
+def test_it_listens_on_loopback_only_by_default(local_system: LocalSystem) -> None:
+    # 127.0.0.2 is loopback too (all of 127/8 is), but a socket bound to 127.0.0.1 does not take
+    # it, while one bound to every interface (0.0.0.0) would: this tells the two apart.
+    for port in (local_system.port, local_system.ws_port):
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            assert probe.connect_ex(("127.0.0.2", port)) != 0, f"port {port} answers beyond 127.0.0.1"
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+    assert any(line.split()[:2] == ["Listening", "127.0.0.1"] for line in local_system.output)
+
+
 def test_ctrl_c_stops_every_process_it_started() -> None:
     system = start_local_system(free_port(), emulator_port := free_port())
     redis_port = int(next(line for line in system.output if "Redis " in line).rsplit(":", 1)[1].split("/")[0])
+    children = child_pids(system.process.pid)
 
     code = stop_local_system(system)
 
@@ -149,6 +233,145 @@ def test_ctrl_c_stops_every_process_it_started() -> None:
     for port in (system.port, redis_port, emulator_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    assert not state_path(system.port).exists()  # vt will not take a stopped run for a running one
+    # redis-server, moto_server and the warm execution environments, all stopped.
+    assert len(children) >= 4, children
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def child_pids(pid: int) -> set[int]:
+    """The processes `pid` started (Linux: each of its threads lists the children it forked)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+def test_a_hung_dependency_stalls_only_the_calls_that_need_it(tmp_path: Path) -> None:
+    # The emulator is this test's own (the local run reuses what answers there), so it can freeze it.
+    emulator = start_moto_server(f"127.0.0.1:{free_port()}", tmp_path / "moto.log")
+    system = start_local_system(free_port(), int(emulator.host.rsplit(":", 1)[1]))
+    history: list[int] = []
+    try:
+        assert system.request("GET", "/v1/openapi.json").status == 200
+        os.kill(emulator.process.pid, signal.SIGSTOP)  # DynamoDB hangs: reads time out, retried, for ~10 s
+        hung = threading.Thread(
+            target=lambda: history.append(
+                system.request("GET", "/v1/users/frozen/visits", headers=bearer("frozen")).status
+            )
+        )
+        hung.start()
+        time.sleep(0.5)
+
+        started = time.monotonic()
+        unrelated = system.request("GET", "/v1/openapi.json", timeout=5)
+        elapsed = time.monotonic() - started
+
+        assert unrelated.status == 200
+        assert elapsed < 3, f"an unrelated route waited {elapsed:.1f} s for the hung one"
+        assert hung.is_alive()
+    finally:
+        os.kill(emulator.process.pid, signal.SIGCONT)
+        stop_local_system(system)
+        emulator.stop()
+    hung.join(timeout=30)
+    assert history, "the hung call never answered"
+
+
+def eventually(check: Callable[[], bool], timeout: float) -> float:
+    """Seconds until `check` held; fails the test past `timeout`."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s"
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def emulator_dynamodb(host: str) -> Any:
+    """A DynamoDB client of the emulator itself, to look behind the functions' caches."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://{host}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def test_a_killed_redis_or_emulator_is_restarted_with_table_and_seeds() -> None:
+    system = start_local_system(free_port(), free_port())
+    try:
+        first = read_state(state_path(system.port))
+        assert first is not None
+        assert first.redis_pid is not None
+        assert first.emulator_pid is not None
+        reader = bearer("reader")
+
+        def anonymous_beacon_and_read_work() -> bool:
+            beacon = system.request(
+                "POST", "/v1/communities/quebec-city/visits", {"url": "https://x/", "visitor_id": "tab-revive-0001"}
+            )
+            stats = system.request("GET", "/v1/communities/old-montreal/stats", headers=reader)
+            return beacon.status == 200 and stats.status == 200
+
+        assert anonymous_beacon_and_read_work()
+
+        os.kill(first.redis_pid, signal.SIGKILL)
+        eventually(anonymous_beacon_and_read_work, timeout=30)
+        second = read_state(state_path(system.port))
+        assert second is not None
+        assert second.redis_pid not in {None, first.redis_pid}
+        assert second.redis_url == first.redis_url  # the same port: every client reconnects by itself
+
+        os.kill(first.emulator_pid, signal.SIGKILL)
+        user = f"revived-{uuid.uuid4().hex[:8]}"
+
+        def authenticated_visit_is_stored() -> bool:
+            beacon = system.request(
+                "POST",
+                "/v1/communities/quebec-city/visits",
+                {"url": "https://x/", "event_id": f"evt-{uuid.uuid4().hex[:12]}"},
+                bearer(user),
+            )
+            history = system.request("GET", f"/v1/users/{user}/visits", headers=bearer(user))
+            return beacon.status == 200 and history.status == 200 and len(history.json()["visits"]) >= 1
+
+        eventually(authenticated_visit_is_stored, timeout=60)
+        third = read_state(state_path(system.port))
+        assert third is not None
+        assert third.emulator_pid not in {None, first.emulator_pid}
+        # The seed communities are back in the new emulator's table (not only in the functions' caches).
+        seeded = emulator_dynamodb(third.emulator_host).get_item(
+            TableName=third.table_name, Key={"PK": {"S": "COMMUNITY#quebec-city"}, "SK": {"S": "META"}}
+        )
+        assert "Item" in seeded
+    finally:
+        stop_local_system(system)
+
+
+def test_a_reused_emulator_restarted_by_hand_gets_its_table_and_seeds_back(tmp_path: Path) -> None:
+    emulator = start_moto_server(f"127.0.0.1:{free_port()}", tmp_path / "moto.log")
+    system = start_local_system(free_port(), int(emulator.host.rsplit(":", 1)[1]))
+    try:
+        state = read_state(state_path(system.port))
+        assert state is not None
+        assert state.emulator_pid is None  # not the local run's to restart
+        emulator.stop()
+        emulator = start_moto_server(emulator.host, tmp_path / "moto.log")  # empty, as after a restart
+        dynamodb = emulator_dynamodb(emulator.host)
+
+        def seeds_are_back() -> bool:
+            if state.table_name not in dynamodb.list_tables()["TableNames"]:
+                return False
+            key = {"PK": {"S": "COMMUNITY#quebec-city"}, "SK": {"S": "META"}}
+            return "Item" in dynamodb.get_item(TableName=state.table_name, Key=key)
+
+        eventually(seeds_are_back, timeout=30)
+    finally:
+        stop_local_system(system)
+        emulator.stop()
 
 
 def test_websocket_push_is_coalesced_and_needs_a_token(local_system: LocalSystem) -> None:

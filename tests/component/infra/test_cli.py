@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import jwt
@@ -10,7 +12,10 @@ import pytest
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.settings import get_settings
-from infra.cli import main
+from infra import run_state
+from infra.cli import find_local_run, main
+from infra.redis_servers import free_port
+from infra.run_state import LocalRunState
 
 
 def test_token_prints_a_verifiable_development_token(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,3 +71,93 @@ def test_import_refuses_an_invalid_entry_and_names_it(function_env: None, tmp_pa
     with pytest.raises(SystemExit, match="entry 1 is not a valid community"):
         main(["import-communities", str(path)])
     assert get_stores().communities.get("{bad}") is None
+
+
+def test_cleanup_says_what_to_set_when_redis_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("VT_REDIS_URL", dead)
+
+    code = main(["cleanup"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"cannot reach Redis at {dead}" in err
+    assert "VT_REDIS_URL" in err
+    assert "make run" in err
+    assert "Traceback" not in err
+
+
+def test_a_password_in_the_redis_url_is_never_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VT_REDIS_URL", f"redis://user:s3cret-pw@127.0.0.1:{free_port()}/0")
+
+    assert main(["cleanup"]) == 1
+
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err
+    assert "redis://user:***@127.0.0.1:" in err
+
+
+def local_run_state(port: int, pid: int, redis_url: str = "redis://127.0.0.1:1/0") -> LocalRunState:
+    return LocalRunState(
+        pid=pid,
+        port=port,
+        ws_port=port + 1,
+        bind_host="127.0.0.1",
+        redis_url=redis_url,
+        emulator_host="127.0.0.1:4566",
+        table_name="community-visits",
+        redis_pid=None,
+        emulator_pid=None,
+    )
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty .run/ of the test's own."""
+    monkeypatch.setattr(run_state, "RUN_DIR", tmp_path)
+    return tmp_path
+
+
+def test_a_running_local_run_is_found_when_no_endpoint_is_set(run_dir: Path) -> None:
+    gone = subprocess.Popen(["true"])  # a pid that is gone: the file of a run that was killed
+    gone.wait()
+    run_state.write_state(local_run_state(3000, os.getpid(), "redis://127.0.0.1:7001/0"))
+    run_state.write_state(local_run_state(3100, gone.pid, "redis://127.0.0.1:7002/0"))
+
+    chosen = find_local_run({"HOME": "/home/someone"})
+
+    assert chosen is not None
+    assert chosen.port == 3000
+    environment = chosen.environment()
+    assert environment["VT_REDIS_URL"] == "redis://127.0.0.1:7001/0"
+    assert environment["VT_USE_LOCALSTACK"] == "true"
+    assert environment["LOCALSTACK_HOST"] == "127.0.0.1:4566"
+    assert environment["VT_TABLE_NAME"] == "community-visits"
+
+
+@pytest.mark.parametrize("variable", ["VT_REDIS_URL", "LOCALSTACK_HOST", "AWS_ENDPOINT_URL", "VT_USE_LOCALSTACK"])
+def test_explicit_endpoints_win_over_a_running_local_run(run_dir: Path, variable: str) -> None:
+    run_state.write_state(local_run_state(3000, os.getpid()))
+
+    assert find_local_run({variable: "set by the user"}) is None
+
+
+def test_several_local_runs_need_vt_port_to_choose(run_dir: Path) -> None:
+    run_state.write_state(local_run_state(3000, os.getpid()))
+    run_state.write_state(local_run_state(3100, os.getpid(), "redis://127.0.0.1:7100/0"))
+
+    with pytest.raises(SystemExit, match=r"3000, 3100.*VT_PORT"):
+        find_local_run({})
+    chosen = find_local_run({"VT_PORT": "3100"})
+
+    assert chosen is not None
+    assert chosen.redis_url == "redis://127.0.0.1:7100/0"
+
+
+def test_no_local_run_is_no_local_run(run_dir: Path) -> None:
+    assert find_local_run({}) is None
+    assert find_local_run({"VT_PORT": "3000"}) is None
