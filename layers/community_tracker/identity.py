@@ -10,15 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from community_tracker.aws.secrets import secret
-from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
+from community_tracker.aws.secrets import rotating_secret
+from community_tracker.errors import InvalidToken
 from community_tracker.factories import cached_factory
+from community_tracker.jwks import JwksKeys
 from community_tracker.models import (
     DIVISION_ID_PATTERN,
     USER_ID_PATTERN,
@@ -31,7 +32,10 @@ from community_tracker.timeutil import bucket
 
 _DIVISION = re.compile(DIVISION_ID_PATTERN)
 _USER_ID = re.compile(USER_ID_PATTERN)
-_LEEWAY_SECONDS = 30
+LEEWAY_SECONDS = 30
+# The current values of a secret, current first, then the previous one during a rotation; read on
+# each use (the source keeps them for their max age), so a rotation needs no restart.
+SecretValues = Callable[[], Sequence[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ class Principal:
     is_admin: bool
 
 
-_REFUSALS: list[tuple[type[jwt.InvalidTokenError], str]] = [
+_REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
     (jwt.ExpiredSignatureError, "the token has expired"),
     (jwt.InvalidAudienceError, "the token's audience is not accepted"),
     (jwt.InvalidIssuerError, "the token's issuer is not accepted"),
@@ -59,40 +63,55 @@ _REFUSALS: list[tuple[type[jwt.InvalidTokenError], str]] = [
 class TokenVerifier:
     """Checks signature, algorithm, issuer, audience and expiry with PyJWT.
 
-    Only one algorithm is ever accepted: HS256 with the shared secret, or RS256 with keys from the
-    JWKS URL. A token claiming anything else (`none`, or HS256 signed with the RSA public key) is
-    refused before its signature is even looked at.
+    Only one algorithm is ever accepted: HS256 with the shared secret(s), or RS256 with keys from
+    the JWKS. A token claiming anything else (`none`, or HS256 signed with the RSA public key) is
+    refused before its signature is even looked at. During a secret rotation every current
+    secret verifies (current first, then the previous one), so no valid user is refused.
     """
 
     def __init__(
         self,
         *,
-        secret: str | None,
-        jwks_url: str | None,
+        secrets: SecretValues | None = None,
+        jwks: JwksKeys | None = None,
         issuer: str,
         audience: str,
         division_claim: str = "division_id",
         roles_claim: str = "roles",
         admin_role: str = "admin",
     ) -> None:
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
-        self._secret = secret
-        self._algorithms = ["RS256"] if jwks_url else ["HS256"]
+        if (secrets is None) == (jwks is None):
+            raise ValueError("a verifier takes either HS256 secrets or a JWKS")
+        self._secrets = secrets
+        self._jwks = jwks
+        self._algorithms = ["RS256"] if jwks is not None else ["HS256"]
         self._issuer = issuer
         self._audience = audience
         self._division_claim = division_claim
         self._roles_claim = roles_claim
         self._admin_role = admin_role
 
-    def _key(self, token: str) -> Any:
-        if self._jwks is None:
-            return self._secret
-        try:
-            return self._jwks.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError as error:
-            raise IdentityProviderUnavailable("the identity provider's keys cannot be fetched") from error
-        except (jwt.PyJWKClientError, jwt.DecodeError) as error:
-            raise InvalidToken("the token's signing key is unknown") from error
+    def _decode(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+        if self._jwks is not None:
+            keys: Sequence[Any] = [self._jwks.signing_key(header.get("kid"))]
+        else:
+            assert self._secrets is not None
+            keys = self._secrets()
+        for index, key in enumerate(keys):
+            try:
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=self._algorithms,
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    leeway=LEEWAY_SECONDS,
+                    options={"require": ["exp", "iss", "aud", "sub"]},
+                )
+            except jwt.InvalidSignatureError:
+                if index == len(keys) - 1:
+                    raise
+        raise jwt.InvalidSignatureError("no key to verify with")
 
     def verify(self, token: str) -> Principal:
         try:
@@ -100,16 +119,8 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in self._algorithms:
                 raise InvalidToken("the token's algorithm is not accepted")
-            claims = jwt.decode(
-                token,
-                self._key(token),
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=_LEEWAY_SECONDS,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
-        except jwt.InvalidTokenError as error:
+            claims = self._decode(token, header)
+        except jwt.PyJWTError as error:
             raise InvalidToken(_refusal(error)) from error
         user_id = claims["sub"]
         if not isinstance(user_id, str) or not _USER_ID.match(user_id):
@@ -123,7 +134,7 @@ class TokenVerifier:
         )
 
 
-def _refusal(error: jwt.InvalidTokenError) -> str:
+def _refusal(error: jwt.PyJWTError) -> str:
     for kind, message in _REFUSALS:
         if isinstance(error, kind):
             return message
@@ -151,28 +162,61 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+def fixed_secret(*values: str) -> SecretValues:
+    """Secret values that never change (the local run and the tests)."""
+    return lambda: values
+
+
 class VisitorHasher:
-    """Keyed hashes (HMAC-SHA256, truncated to 128 bits) of anything that could identify a client."""
+    """Keyed hashes (HMAC-SHA256, truncated to 128 bits) of anything that could identify a client.
 
-    def __init__(self, key: str) -> None:
-        self._key = key.encode()
+    The hash key rotates (README, "Identity"): `keys` gives the current key first, then the
+    previous one while a rotation is under way. Every `*_key` method hashes with the current key;
+    each `*_keys` method gives the candidates, current first, so the presence model can find a
+    visitor still listed under the previous key's value and move it to the current one instead of
+    counting one person twice. The rate-limit `client_key` uses only the current key: a rotation
+    at worst restarts a client's count for the minute.
+    """
 
-    def _digest(self, *parts: str) -> str:
+    def __init__(self, key: str | SecretValues) -> None:
+        self._keys: SecretValues = fixed_secret(key) if isinstance(key, str) else key
+        self._encoded: tuple[tuple[str, ...], tuple[bytes, ...]] = ((), ())
+
+    def _current_keys(self) -> tuple[bytes, ...]:
+        keys = tuple(self._keys())
+        if keys != self._encoded[0]:
+            self._encoded = (keys, tuple(key.encode() for key in keys))
+        return self._encoded[1]
+
+    @staticmethod
+    def _digest(key: bytes, *parts: str) -> str:
         message = "\x1f".join(parts).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+    def _candidates(self, *parts: str) -> list[str]:
+        return [self._digest(key, *parts) for key in self._current_keys()]
 
     def browser_key(self, visitor_id: str) -> str:
-        """The visitor key of a browser's random id (sessionStorage)."""
-        return anonymous_visitor_key(self._digest("browser", visitor_id))
+        """The visitor key of a browser's random id (sessionStorage), with the current hash key."""
+        return self.browser_keys(visitor_id)[0]
+
+    def browser_keys(self, visitor_id: str) -> list[str]:
+        """`browser_key` under each current hash key: current first, then the previous one."""
+        return [anonymous_visitor_key(digest) for digest in self._candidates("browser", visitor_id)]
 
     def cookieless_key(self, now_ms: int, source_ip: str, user_agent: str) -> str:
         """Without a browser id: the day in the message is the daily-rotating salt, so the same
         client gets a new, unlinkable key every UTC day."""
-        return anonymous_visitor_key(self._digest("cookieless", bucket("day", now_ms).id, source_ip, user_agent))
+        return self.cookieless_keys(now_ms, source_ip, user_agent)[0]
+
+    def cookieless_keys(self, now_ms: int, source_ip: str, user_agent: str) -> list[str]:
+        """`cookieless_key` under each current hash key: current first, then the previous one."""
+        day = bucket("day", now_ms).id
+        return [anonymous_visitor_key(d) for d in self._candidates("cookieless", day, source_ip, user_agent)]
 
     def client_key(self, source_ip: str) -> str:
-        """The rate-limit key of a client."""
-        return self._digest("client", source_ip)[:16]
+        """The rate-limit key of a client (current hash key only)."""
+        return self._digest(self._current_keys()[0], "client", source_ip)[:16]
 
 
 def location_division(headers: Mapping[str, str], settings: Settings) -> str | None:
@@ -226,10 +270,27 @@ def beacon_identity(
 
 @cached_factory
 def get_token_verifier() -> TokenVerifier:
+    """The process's verifier. It is built once, but its keys are not frozen in it: the HS256
+    secrets are re-read on their max age, the JWKS on its own (README, "Identity")."""
     settings = get_settings()
+    jwks = (
+        JwksKeys(
+            settings.jwks_url,
+            max_age_seconds=settings.jwks_cache_seconds,
+            refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
+            stale_seconds=settings.jwks_stale_seconds,
+        )
+        if settings.jwks_url
+        else None
+    )
+    secrets = (
+        None
+        if jwks is not None
+        else rotating_secret(settings.jwt_secret, settings.jwt_secret_param, settings.secret_max_age_seconds)
+    )
     return TokenVerifier(
-        secret=None if settings.jwks_url else secret(settings.jwt_secret, settings.jwt_secret_param),
-        jwks_url=settings.jwks_url,
+        secrets=secrets,
+        jwks=jwks,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         division_claim=settings.division_claim,
@@ -240,5 +301,6 @@ def get_token_verifier() -> TokenVerifier:
 
 @cached_factory
 def get_visitor_hasher() -> VisitorHasher:
+    """The process's hasher; its hash keys are re-read on their max age."""
     settings = get_settings()
-    return VisitorHasher(secret(settings.hash_key, settings.hash_key_param))
+    return VisitorHasher(rotating_secret(settings.hash_key, settings.hash_key_param, settings.secret_max_age_seconds))

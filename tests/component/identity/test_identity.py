@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
-from community_tracker.identity import TokenVerifier, VisitorHasher, beacon_identity, bearer_token, location_division
+from community_tracker.identity import (
+    TokenVerifier,
+    VisitorHasher,
+    beacon_identity,
+    bearer_token,
+    fixed_secret,
+    location_division,
+)
+from community_tracker.jwks import JwksKeys
 from community_tracker.settings import Settings
 from infra.redis_servers import free_port
 from tests.builders import T0
@@ -35,7 +43,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
 
 
 def hs256_verifier(**kwargs: Any) -> TokenVerifier:
-    return TokenVerifier(secret=SECRET, jwks_url=None, issuer=ISSUER, audience=AUDIENCE, **kwargs)
+    return TokenVerifier(secrets=fixed_secret(SECRET), issuer=ISSUER, audience=AUDIENCE, **kwargs)
 
 
 def test_hs256_token_gives_user_division_and_roles() -> None:
@@ -121,7 +129,7 @@ def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 
 def rs256_verifier(url: str) -> TokenVerifier:
-    return TokenVerifier(secret=None, jwks_url=url, issuer=ISSUER, audience=AUDIENCE)
+    return TokenVerifier(jwks=JwksKeys(url), issuer=ISSUER, audience=AUDIENCE)
 
 
 def test_rs256_token_verified_with_the_jwks(rsa_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
