@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
@@ -36,6 +38,10 @@ LEEWAY_SECONDS = 30
 # The current values of a secret, current first, then the previous one during a rotation; read on
 # each use (the source keeps them for their max age), so a rotation needs no restart.
 SecretValues = Callable[[], Sequence[str]]
+DEFAULT_MAX_LIFETIME_SECONDS = 86_400
+# `Authorization: Bearer <jwt>`: three base64url segments (an empty signature is an unsigned token,
+# which is then refused for its algorithm). Anything else in the header is refused, never ignored.
+_BEARER = re.compile(r"bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +63,21 @@ _REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
     (jwt.MissingRequiredClaimError, "the token lacks a required claim"),
     (jwt.ImmatureSignatureError, "the token is not valid yet"),
     (jwt.DecodeError, "the token is malformed"),
+    (jwt.exceptions.InvalidSubjectError, "the token's subject is not a valid user id"),
 ]
 
 
 class TokenVerifier:
-    """Checks signature, algorithm, issuer, audience and expiry with PyJWT.
+    """Checks signature, algorithm, issuer, audience, times and subject.
 
     Only one algorithm is ever accepted: HS256 with the shared secret(s), or RS256 with keys from
     the JWKS. A token claiming anything else (`none`, or HS256 signed with the RSA public key) is
     refused before its signature is even looked at. During a secret rotation every current
     secret verifies (current first, then the previous one), so no valid user is refused.
+
+    Times are checked here rather than by PyJWT, which would read `"exp": "4102444800"` as a
+    number: `exp`, `nbf` and `iat` must be JSON numbers, and a token may not live longer than
+    `max_lifetime_seconds` (`exp - iat`, or `exp - now` without `iat`).
     """
 
     def __init__(
@@ -76,9 +87,11 @@ class TokenVerifier:
         jwks: JwksKeys | None = None,
         issuer: str,
         audience: str,
+        max_lifetime_seconds: float = DEFAULT_MAX_LIFETIME_SECONDS,
         division_claim: str = "division_id",
         roles_claim: str = "roles",
         admin_role: str = "admin",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if (secrets is None) == (jwks is None):
             raise ValueError("a verifier takes either HS256 secrets or a JWKS")
@@ -87,11 +100,19 @@ class TokenVerifier:
         self._algorithms = ["RS256"] if jwks is not None else ["HS256"]
         self._issuer = issuer
         self._audience = audience
+        self._max_lifetime = max_lifetime_seconds
         self._division_claim = division_claim
         self._roles_claim = roles_claim
         self._admin_role = admin_role
+        self._clock = clock
 
     def _decode(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "require": ["exp", "iss", "aud", "sub"],
+            "verify_exp": False,  # checked in `_check_times`, strictly
+            "verify_nbf": False,
+            "verify_iat": False,
+        }
         if self._jwks is not None:
             keys: Sequence[Any] = [self._jwks.signing_key(header.get("kid"))]
         else:
@@ -105,8 +126,7 @@ class TokenVerifier:
                     algorithms=self._algorithms,
                     audience=self._audience,
                     issuer=self._issuer,
-                    leeway=LEEWAY_SECONDS,
-                    options={"require": ["exp", "iss", "aud", "sub"]},
+                    options=options,  # type: ignore[arg-type]
                 )
             except jwt.InvalidSignatureError:
                 if index == len(keys) - 1:
@@ -122,8 +142,9 @@ class TokenVerifier:
             claims = self._decode(token, header)
         except jwt.PyJWTError as error:
             raise InvalidToken(_refusal(error)) from error
+        self._check_times(claims)
         user_id = claims["sub"]
-        if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        if not valid_user_id(user_id):
             raise InvalidToken("the token's subject is not a valid user id")
         roles = _roles(claims.get(self._roles_claim))
         return Principal(
@@ -132,6 +153,46 @@ class TokenVerifier:
             roles=roles,
             is_admin=self._admin_role in roles,
         )
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+        expires = _numeric_date(claims, "exp")
+        not_before = _numeric_date(claims, "nbf")
+        issued = _numeric_date(claims, "iat")
+        assert expires is not None  # required above
+        if expires <= now - LEEWAY_SECONDS:
+            raise InvalidToken("the token has expired")
+        if not_before is not None and not_before > now + LEEWAY_SECONDS:
+            raise InvalidToken("the token is not valid yet")
+        if issued is not None and issued > now + LEEWAY_SECONDS:
+            raise InvalidToken("the token is issued in the future")
+        if expires - (issued if issued is not None else now) > self._max_lifetime:
+            raise InvalidToken(f"the token lives longer than {self._max_lifetime:g} seconds")
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> int | float | None:
+    """A JSON number (RFC 7519 NumericDate), or None when absent; anything else is refused."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"the token's `{name}` is not a number")
+    number: int | float = value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise InvalidToken(f"the token's `{name}` is not a finite number")
+    return number
+
+
+def valid_user_id(value: object) -> TypeGuard[str]:
+    """A token's `sub` fit to be a user id: the whole string matches (a trailing newline does not),
+    and it is text that can be encoded (no lone surrogates)."""
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refusal(error: jwt.PyJWTError) -> str:
@@ -151,15 +212,35 @@ def _roles(claim: object) -> frozenset[str]:
 
 def valid_division(value: object) -> str | None:
     """A division id fit for keys and counts, or None (unknown) for anything else."""
-    return value if isinstance(value, str) and _DIVISION.match(value) else None
+    return value if isinstance(value, str) and _DIVISION.fullmatch(value) else None
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an `Authorization: Bearer` header (header names are lower-case in API v2)."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    """The token of an `Authorization: Bearer <jwt>` header (header names are lower-case in API v2).
+
+    No header (or an empty one): None, the caller is anonymous. Any other scheme, a bare token, an
+    empty `Bearer ` or something that is not a JWT: `InvalidToken` (401), never anonymous."""
+    value = headers.get("authorization")
+    if not value:
         return None
-    return token.strip()
+    match = _BEARER.fullmatch(value.strip())
+    if match is None:
+        scheme = value.strip().partition(" ")[0].lower()
+        if scheme != "bearer":
+            raise InvalidToken("the Authorization header must be `Bearer <token>`")
+        raise InvalidToken("the Authorization header carries no bearer token (a JWT)")
+    return match.group(1)
+
+
+def request_token(headers: Mapping[str, str], body_token: str | None) -> str | None:
+    """The one token of a request: the `Authorization` header's, or (sendBeacon) the body's.
+
+    Both present and different: `InvalidToken`, since the request cannot say who it is from.
+    An empty body token is no token (the beacon script sends what the page gives it)."""
+    header_token = bearer_token(headers)
+    if header_token is not None and body_token and body_token != header_token:
+        raise InvalidToken("the Authorization header and the body carry different tokens")
+    return header_token or body_token or None
 
 
 def fixed_secret(*values: str) -> SecretValues:
@@ -293,6 +374,7 @@ def get_token_verifier() -> TokenVerifier:
         jwks=jwks,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
         division_claim=settings.division_claim,
         roles_claim=settings.roles_claim,
         admin_role=settings.admin_role,

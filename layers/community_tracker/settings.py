@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300, gt=0)  # a key removed from the JWKS is refused within this
     jwks_refresh_interval_seconds: float = Field(default=30, ge=0)  # at most one fetch per this for unknown kids
     jwks_stale_seconds: float = Field(default=3600, ge=0)  # JWKS down: the last good set is kept this long past its age
+    jwt_max_lifetime_seconds: int = Field(default=86_400, ge=60)  # exp - iat (or exp - now without iat)
     jwt_issuer: str = "https://auth.community.local"
     jwt_audience: str = "community-visitor-tracker"
     division_claim: str = "division_id"

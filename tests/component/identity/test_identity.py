@@ -26,6 +26,7 @@ from community_tracker.identity import (
     bearer_token,
     fixed_secret,
     location_division,
+    request_token,
 )
 from community_tracker.jwks import JwksKeys
 from community_tracker.settings import Settings
@@ -90,10 +91,41 @@ def test_refusals_say_why(token_claims: dict[str, Any], message: str) -> None:
 
 def test_bearer_header_parsing() -> None:
     assert bearer_token({"authorization": "Bearer abc.def.ghi"}) == "abc.def.ghi"
-    assert bearer_token({"authorization": "bearer   abc "}) == "abc"
-    assert bearer_token({"authorization": "Basic dXNlcjpwdw=="}) is None
-    assert bearer_token({"authorization": "Bearer "}) is None
+    assert bearer_token({"authorization": "bearer   abc.d-f.g_i "}) == "abc.d-f.g_i"
+    assert bearer_token({"authorization": ""}) is None
     assert bearer_token({}) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Basic dXNlcjpwdw==",
+        "Token abc.def.ghi",
+        "abc.def.ghi",  # a bare token
+        "Bearer ",
+        "Bearer",
+        "   ",
+        "Bearer abc",  # not a JWT
+        "Bearer abc.def.ghi extra",
+        "Bearer abc.def.ghi.jkl",
+        "Bearer\tabc.def.ghi",
+        "Bearer abc.d+f.ghi",  # not base64url
+    ],
+)
+def test_a_malformed_authorization_header_is_refused_never_ignored(value: str) -> None:
+    with pytest.raises(InvalidToken, match="Authorization"):
+        bearer_token({"authorization": value})
+
+
+def test_header_and_body_tokens_must_agree() -> None:
+    header = {"authorization": "Bearer abc.def.ghi"}
+
+    assert request_token(header, None) == request_token(header, "") == "abc.def.ghi"
+    assert request_token(header, "abc.def.ghi") == "abc.def.ghi"
+    assert request_token({}, "abc.def.ghi") == "abc.def.ghi"
+    assert request_token({}, "") is None
+    with pytest.raises(InvalidToken, match="different tokens"):
+        request_token(header, "xyz.def.ghi")
 
 
 # -- RS256 through a JWKS endpoint -------------------------------------------------------------
