@@ -18,8 +18,10 @@ app.include_router(badge_routes.router)
 app.include_router(docs_routes.router)
 
 
+# No answer in the trace: any answer of the stats API can be personal (exports, visitor lists, user
+# ids), and one over 64 KB would overflow the X-Ray segment. Only ColdStart and Service are recorded.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
