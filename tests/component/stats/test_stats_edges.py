@@ -1,4 +1,5 @@
-"""The edges of the stats API: a forged cursor of any size is a 400."""
+"""The edges of the stats API: a forged cursor of any size is a 400, and an answer that echoes one
+of several allowed origins varies on Origin."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from infra.tokens import mint_token
 from stats.handler import lambda_handler
 from tests.builders import SECOND, T0, user, visit
 from tests.helpers import HttpAnswer, api_request, call
+
+SECOND_ORIGIN = "http://127.0.0.1:3000"  # the default settings allow two origins
 
 
 def admin() -> dict[str, str]:
@@ -86,3 +89,11 @@ def test_a_forged_history_cursor_of_any_size_is_400(visited: Community, forged: 
 
     assert answer.status == 400, answer.body
     assert answer.json()["error"]["code"] == "invalid_cursor"
+
+
+def test_an_echoed_origin_varies_on_origin(visited: Community) -> None:
+    answer = get(visited, "stats", headers={**admin(), "origin": SECOND_ORIGIN})
+
+    assert answer.status == 200
+    assert answer.headers["access-control-allow-origin"] == SECOND_ORIGIN
+    assert "Origin" in [v.strip() for v in answer.headers["vary"].split(",")]
