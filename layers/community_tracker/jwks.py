@@ -72,7 +72,6 @@ class JwksKeys:
         self._attempted_at: float | None = None  # the last fetch, good or not
         self._last_failed = False
         self._lock = threading.Lock()
-        self.fetches = 0  # how many times the set was requested (for tests and logs)
 
     def signing_key(self, kid: object) -> Any:
         """The public key for `kid`; `InvalidToken` when the set does not have it."""
@@ -102,7 +101,6 @@ class JwksKeys:
 
     def _refresh(self, now: float) -> None:
         self._attempted_at = now
-        self.fetches += 1
         try:
             keys = self._fetch()
         except _FetchFailed as error:

@@ -12,6 +12,7 @@ that starts with `[` must be such an array.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,10 +36,13 @@ def _secrets_provider() -> SecretsProvider:
     return SecretsProvider(boto3_client=aws_client("secretsmanager"))
 
 
+_SSM_ARN = re.compile(r"arn:aws[a-z-]*:ssm:")
+
+
 def is_ssm_parameter(name: str) -> bool:
     """An SSM parameter is named by a path (`/app/secret`) or its ARN; anything else names a
-    Secrets Manager secret (a name or a `arn:aws:secretsmanager:` ARN)."""
-    return name.startswith("/") or name.startswith("arn:aws:ssm:")
+    Secrets Manager secret (a name or an `arn:aws:secretsmanager:` ARN)."""
+    return name.startswith("/") or _SSM_ARN.match(name) is not None
 
 
 def read_secret(name: str, max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS) -> str:

@@ -18,6 +18,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from community_tracker.aws.secrets import is_ssm_parameter
 from community_tracker.errors import LiveStateUnavailable
 from community_tracker.factories import reset_factories
 from community_tracker.redis.client import create_redis_client, get_redis_client
@@ -207,3 +208,17 @@ def test_a_missing_secret_is_redis_unavailable(password_redis: PasswordRedis, se
 
     with pytest.raises(LiveStateUnavailable):
         tracker_for(client).get_visitor_stats("c-1", T0)
+
+
+@pytest.mark.parametrize(
+    ("name", "is_ssm"),
+    [
+        ("/vt/redis-auth", True),
+        ("arn:aws:ssm:ca-central-1:123456789012:parameter/vt/redis-auth", True),
+        ("arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter/vt/redis-auth", True),
+        ("vt/redis-auth", False),
+        ("arn:aws:secretsmanager:ca-central-1:123456789012:secret:vt/redis-auth-AbCdEf", False),
+    ],
+)
+def test_the_secret_name_says_which_store_holds_it(name: str, is_ssm: bool) -> None:
+    assert is_ssm_parameter(name) is is_ssm
