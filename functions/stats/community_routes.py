@@ -12,9 +12,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BeforeValidator
 
-from community_tracker.aws.stores import decode_cursor, encode_cursor, get_stores
+from community_tracker.aws.stores import get_stores
 from community_tracker.communities import registered_community
-from community_tracker.errors import InvalidCursor
 from community_tracker.http.auth import require_admin, require_aggregate_reader, require_self_or_admin
 from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
 from community_tracker.http.resolver import http_router, request_time_ms
@@ -31,13 +30,13 @@ from community_tracker.models import (
 from community_tracker.redis.keys import SERIES_HOURS
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.timeutil import bucket
+from stats.cursors import Cursor, history_cursor, visitor_cursor, visitor_offset
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
 
 router = http_router()
 
 CommunityPath = Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN, description="A registered community")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
-Cursor = Annotated[str | None, Query(max_length=1024, description="`next_cursor` of the previous page")]
 # Dashboards poll: a few seconds of private caching takes load off without going stale.
 POLLING_CACHE = "private, max-age=5"
 AGGREGATE_ERRORS = error_responses(
@@ -212,13 +211,8 @@ def get_drops(community_id: CommunityPath) -> DropCounts:
 def get_visitors(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitorPage:
     require_admin(router.current_event.headers)
     cid = registered_community(community_id, get_stores().communities).community_id
-    start = decode_cursor(cursor, {"offset"})
-    if start is not None and not start["offset"].isdigit():
-        raise InvalidCursor("the cursor is not one this API handed out")
-    offset = int(start["offset"]) if start else 0
-    page = get_tracker().get_visitor_list(cid, _now(), offset=offset, limit=limit)
-    next_offset = page.next_cursor
-    return page.model_copy(update={"next_cursor": encode_cursor({"offset": next_offset}) if next_offset else None})
+    page = get_tracker().get_visitor_list(cid, _now(), offset=visitor_offset(cursor), limit=limit)
+    return page.model_copy(update={"next_cursor": visitor_cursor(page.next_cursor)})
 
 
 @router.get(
@@ -245,4 +239,4 @@ def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(patte
 def get_community_visits(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitHistoryPage:
     require_admin(router.current_event.headers)
     cid = registered_community(community_id, get_stores().communities).community_id
-    return get_stores().visits.community_visits(cid, limit=limit, cursor=cursor)
+    return get_stores().visits.community_visits(cid, limit=limit, cursor=history_cursor(cursor))

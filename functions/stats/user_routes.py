@@ -15,6 +15,7 @@ from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import USER_ID_PATTERN, VisitHistoryPage
 from community_tracker.observability import logger
 from community_tracker.redis.live_state import get_tracker
+from stats.cursors import Cursor, history_cursor
 from stats.schemas import ErasedVisits, UserPresence
 
 router = http_router()
@@ -52,10 +53,10 @@ def get_user_communities(user_id: UserPath) -> UserPresence:
 def get_user_visits(
     user_id: UserPath,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    cursor: Cursor = None,
 ) -> VisitHistoryPage:
     require_self_or_admin(router.current_event.headers, user_id)
-    return get_stores().visits.user_visits(user_id, limit=limit, cursor=cursor)
+    return get_stores().visits.user_visits(user_id, limit=limit, cursor=history_cursor(cursor))
 
 
 @router.get(

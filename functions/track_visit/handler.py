@@ -19,7 +19,7 @@ from community_tracker.http.errors import (
     unsupported_media_response,
     validation_error_response,
 )
-from community_tracker.http.resolver import accept_text_plain_json, build_resolver
+from community_tracker.http.resolver import accept_text_plain_json, build_resolver, vary_on_origin
 from community_tracker.observability import logger, metrics, tracer
 from track_visit import beacon_routes, community_routes
 
@@ -56,8 +56,10 @@ def _undecodable_beacon(_error: UnicodeDecodeError) -> Response[Any]:
     return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is not UTF-8 encoded JSON")
 
 
+# No answer in the trace: a beacon's answer describes its visitor (and the admin route's a community).
+# Only the ColdStart and Service annotations are recorded.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(accept_text_plain_json(event), context)
+    return vary_on_origin(app.resolve(accept_text_plain_json(event), context))

@@ -10,16 +10,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
-from community_tracker.aws.secrets import secret
-from community_tracker.errors import IdentityProviderUnavailable, InvalidToken
+from community_tracker.aws.secrets import rotating_secret
+from community_tracker.errors import InvalidToken
 from community_tracker.factories import cached_factory
+from community_tracker.jwks import JwksKeys
 from community_tracker.models import (
     DIVISION_ID_PATTERN,
     USER_ID_PATTERN,
@@ -32,7 +35,14 @@ from community_tracker.timeutil import bucket
 
 _DIVISION = re.compile(DIVISION_ID_PATTERN)
 _USER_ID = re.compile(USER_ID_PATTERN)
-_LEEWAY_SECONDS = 30
+LEEWAY_SECONDS = 30
+# The current values of a secret, current first, then the previous one during a rotation; read on
+# each use (the source keeps them for their max age), so a rotation needs no restart.
+SecretValues = Callable[[], Sequence[str]]
+DEFAULT_MAX_LIFETIME_SECONDS = 86_400
+# `Authorization: Bearer <jwt>`: three base64url segments (an empty signature is an unsigned token,
+# which is then refused for its algorithm). Anything else in the header is refused, never ignored.
+_BEARER = re.compile(r"bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +55,7 @@ class Principal:
     is_admin: bool
 
 
-_REFUSALS: list[tuple[type[jwt.InvalidTokenError], str]] = [
+_REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
     (jwt.ExpiredSignatureError, "the token has expired"),
     (jwt.InvalidAudienceError, "the token's audience is not accepted"),
     (jwt.InvalidIssuerError, "the token's issuer is not accepted"),
@@ -54,46 +64,75 @@ _REFUSALS: list[tuple[type[jwt.InvalidTokenError], str]] = [
     (jwt.MissingRequiredClaimError, "the token lacks a required claim"),
     (jwt.ImmatureSignatureError, "the token is not valid yet"),
     (jwt.DecodeError, "the token is malformed"),
+    (jwt.exceptions.InvalidSubjectError, "the token's subject is not a valid user id"),
 ]
 
 
 class TokenVerifier:
-    """Checks signature, algorithm, issuer, audience and expiry with PyJWT.
+    """Checks signature, algorithm, issuer, audience, times and subject.
 
-    Only one algorithm is ever accepted: HS256 with the shared secret, or RS256 with keys from the
-    JWKS URL. A token claiming anything else (`none`, or HS256 signed with the RSA public key) is
-    refused before its signature is even looked at.
+    Only one algorithm is ever accepted: HS256 with the shared secret(s), or RS256 with keys from
+    the JWKS. A token claiming anything else (`none`, or HS256 signed with the RSA public key) is
+    refused before its signature is even looked at. During a secret rotation every current
+    secret verifies (current first, then the previous one), so no valid user is refused.
+
+    Times are checked here rather than by PyJWT, which would read `"exp": "4102444800"` as a
+    number: `exp`, `nbf` and `iat` must be JSON numbers, and a token may not live longer than
+    `max_lifetime_seconds` (`exp - iat`, or `exp - now` without `iat`).
     """
 
     def __init__(
         self,
         *,
-        secret: str | None,
-        jwks_url: str | None,
+        secrets: SecretValues | None = None,
+        jwks: JwksKeys | None = None,
         issuer: str,
         audience: str,
+        max_lifetime_seconds: float = DEFAULT_MAX_LIFETIME_SECONDS,
         division_claim: str = "division_id",
         roles_claim: str = "roles",
         admin_role: str = "admin",
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
-        self._secret = secret
-        self._algorithms = ["RS256"] if jwks_url else ["HS256"]
+        if (secrets is None) == (jwks is None):
+            raise ValueError("a verifier takes either HS256 secrets or a JWKS")
+        self._secrets = secrets
+        self._jwks = jwks
+        self._algorithms = ["RS256"] if jwks is not None else ["HS256"]
         self._issuer = issuer
         self._audience = audience
+        self._max_lifetime = max_lifetime_seconds
         self._division_claim = division_claim
         self._roles_claim = roles_claim
         self._admin_role = admin_role
+        self._clock = clock
 
-    def _key(self, token: str) -> Any:
-        if self._jwks is None:
-            return self._secret
-        try:
-            return self._jwks.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError as error:
-            raise IdentityProviderUnavailable("the identity provider's keys cannot be fetched") from error
-        except (jwt.PyJWKClientError, jwt.DecodeError) as error:
-            raise InvalidToken("the token's signing key is unknown") from error
+    def _decode(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "require": ["exp", "iss", "aud", "sub"],
+            "verify_exp": False,  # checked in `_check_times`, strictly
+            "verify_nbf": False,
+            "verify_iat": False,
+        }
+        if self._jwks is not None:
+            keys: Sequence[Any] = [self._jwks.signing_key(header.get("kid"))]
+        else:
+            assert self._secrets is not None
+            keys = self._secrets()
+        for index, key in enumerate(keys):
+            try:
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=self._algorithms,
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    options=options,  # type: ignore[arg-type]
+                )
+            except jwt.InvalidSignatureError:
+                if index == len(keys) - 1:
+                    raise
+        raise jwt.InvalidSignatureError("no key to verify with")
 
     def verify(self, token: str) -> Principal:
         try:
@@ -101,19 +140,12 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in self._algorithms:
                 raise InvalidToken("the token's algorithm is not accepted")
-            claims = jwt.decode(
-                token,
-                self._key(token),
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=_LEEWAY_SECONDS,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
-        except jwt.InvalidTokenError as error:
+            claims = self._decode(token, header)
+        except jwt.PyJWTError as error:
             raise InvalidToken(_refusal(error)) from error
+        self._check_times(claims)
         user_id = claims["sub"]
-        if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        if not valid_user_id(user_id):
             raise InvalidToken("the token's subject is not a valid user id")
         roles = _roles(claims.get(self._roles_claim))
         return Principal(
@@ -123,8 +155,48 @@ class TokenVerifier:
             is_admin=self._admin_role in roles,
         )
 
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+        expires = _numeric_date(claims, "exp")
+        not_before = _numeric_date(claims, "nbf")
+        issued = _numeric_date(claims, "iat")
+        assert expires is not None  # required above
+        if expires <= now - LEEWAY_SECONDS:
+            raise InvalidToken("the token has expired")
+        if not_before is not None and not_before > now + LEEWAY_SECONDS:
+            raise InvalidToken("the token is not valid yet")
+        if issued is not None and issued > now + LEEWAY_SECONDS:
+            raise InvalidToken("the token is issued in the future")
+        if expires - (issued if issued is not None else now) > self._max_lifetime:
+            raise InvalidToken(f"the token lives longer than {self._max_lifetime:g} seconds")
 
-def _refusal(error: jwt.InvalidTokenError) -> str:
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> int | float | None:
+    """A JSON number (RFC 7519 NumericDate), or None when absent; anything else is refused."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"the token's `{name}` is not a number")
+    number: int | float = value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise InvalidToken(f"the token's `{name}` is not a finite number")
+    return number
+
+
+def valid_user_id(value: object) -> TypeGuard[str]:
+    """A token's `sub` fit to be a user id: the whole string matches (a trailing newline does not),
+    and it is text that can be encoded (no lone surrogates)."""
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _refusal(error: jwt.PyJWTError) -> str:
     for kind, message in _REFUSALS:
         if isinstance(error, kind):
             return message
@@ -141,46 +213,99 @@ def _roles(claim: object) -> frozenset[str]:
 
 def valid_division(value: object) -> str | None:
     """A division id fit for keys and counts, or None (unknown) for anything else."""
-    return value if isinstance(value, str) and _DIVISION.match(value) else None
+    return value if isinstance(value, str) and _DIVISION.fullmatch(value) else None
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an `Authorization: Bearer` header (header names are lower-case in API v2)."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    """The token of an `Authorization: Bearer <jwt>` header (header names are lower-case in API v2).
+
+    No header (or an empty one): None, the caller is anonymous. Any other scheme, a bare token, an
+    empty `Bearer ` or something that is not a JWT: `InvalidToken` (401), never anonymous."""
+    value = headers.get("authorization")
+    if not value:
         return None
-    return token.strip()
+    match = _BEARER.fullmatch(value.strip())
+    if match is None:
+        scheme = value.strip().partition(" ")[0].lower()
+        if scheme != "bearer":
+            raise InvalidToken("the Authorization header must be `Bearer <token>`")
+        raise InvalidToken("the Authorization header carries no bearer token (a JWT)")
+    return match.group(1)
+
+
+def request_token(headers: Mapping[str, str], body_token: str | None) -> str | None:
+    """The one token of a request: the `Authorization` header's, or (sendBeacon) the body's.
+
+    Both present and different: `InvalidToken`, since the request cannot say who it is from.
+    An empty body token is no token (the beacon script sends what the page gives it)."""
+    header_token = bearer_token(headers)
+    if header_token is not None and body_token and body_token != header_token:
+        raise InvalidToken("the Authorization header and the body carry different tokens")
+    return header_token or body_token or None
+
+
+def fixed_secret(*values: str) -> SecretValues:
+    """Secret values that never change (the local run and the tests)."""
+    return lambda: values
 
 
 class VisitorHasher:
-    """Keyed hashes (HMAC-SHA256, truncated to 128 bits) of anything that could identify a client."""
+    """Keyed hashes (HMAC-SHA256, truncated to 128 bits) of anything that could identify a client.
 
-    def __init__(self, key: str) -> None:
-        self._key = key.encode()
+    The hash key rotates (README, "Identity"): `keys` gives the current key first, then the
+    previous one while a rotation is under way. Every `*_key` method hashes with the current key;
+    each `*_keys` method gives the candidates, current first, so the presence model can find a
+    visitor still listed under the previous key's value and move it to the current one instead of
+    counting one person twice. The rate-limit `client_key` uses only the current key: a rotation
+    at worst restarts a client's count for the minute.
+    """
 
-    def _digest(self, *parts: str) -> str:
+    def __init__(self, key: str | SecretValues) -> None:
+        self._keys: SecretValues = fixed_secret(key) if isinstance(key, str) else key
+        self._encoded: tuple[tuple[str, ...], tuple[bytes, ...]] = ((), ())
+
+    def _current_keys(self) -> tuple[bytes, ...]:
+        keys = tuple(self._keys())
+        if keys != self._encoded[0]:
+            self._encoded = (keys, tuple(key.encode() for key in keys))
+        return self._encoded[1]
+
+    @staticmethod
+    def _digest(key: bytes, *parts: str) -> str:
         message = "\x1f".join(parts).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+    def _candidates(self, *parts: str) -> list[str]:
+        return [self._digest(key, *parts) for key in self._current_keys()]
 
     def browser_key(self, visitor_id: str) -> str:
         """The person key of a browser's random id (the beacon script keeps it in localStorage,
-        shared by every tab of the platform's origin)."""
-        return anonymous_visitor_key(self._digest("browser", visitor_id))
+        shared by every tab of the platform's origin), with the current hash key."""
+        return self.browser_keys(visitor_id)[0]
+
+    def browser_keys(self, visitor_id: str) -> list[str]:
+        """`browser_key` under each current hash key: current first, then the previous one."""
+        return [anonymous_visitor_key(digest) for digest in self._candidates("browser", visitor_id)]
 
     def cookieless_key(self, now_ms: int, source_ip: str, user_agent: str) -> str:
         """Without a browser id: the day in the message is the daily-rotating salt, so the same
         client gets a new, unlinkable key every UTC day."""
+        return self.cookieless_keys(now_ms, source_ip, user_agent)[0]
+
+    def cookieless_keys(self, now_ms: int, source_ip: str, user_agent: str) -> list[str]:
+        """`cookieless_key` under each current hash key: current first, then the previous one."""
         day = bucket("day", now_ms).id
-        return anonymous_visitor_key(self._digest("cookieless", day, client_network(source_ip), user_agent))
+        network = client_network(source_ip)
+        return [anonymous_visitor_key(d) for d in self._candidates("cookieless", day, network, user_agent)]
 
     def connection_key(self, connection_id: str) -> str:
-        """The connection key of a tab's random id (sessionStorage: one per tab)."""
-        return f"c:{self._digest('connection', connection_id)}"
+        """The connection key of a tab's random id (sessionStorage: one per tab), current hash key."""
+        return f"c:{self._digest(self._current_keys()[0], 'connection', connection_id)}"
 
     def client_key(self, source_ip: str) -> str:
         """The rate-limit key of a client: its address, an IPv6 one by its /64 (one subscriber's
-        network, whose addresses a client may rotate at will)."""
-        return self._digest("client", client_network(source_ip))[:16]
+        network, whose addresses a client may rotate at will); current hash key only."""
+        return self._digest(self._current_keys()[0], "client", client_network(source_ip))[:16]
 
 
 def location_division(headers: Mapping[str, str], settings: Settings) -> str | None:
@@ -244,13 +369,16 @@ def beacon_identity(
     with neither id is the user's own connection: a client address and User-Agent are shared by
     many people behind one NAT, and must never merge two users.
     """
+    # The alternative key is the same person under the previous hash key (a rotation), else
+    # under yesterday's salt (just past midnight): a person live under it stays that person.
     if visitor_id:
-        anonymous_key, alt_key = hasher.browser_key(visitor_id), None
+        anonymous_key, *previous = hasher.browser_keys(visitor_id)
     else:
-        anonymous_key = hasher.cookieless_key(now_ms, source_ip, user_agent)
+        anonymous_key, *previous = hasher.cookieless_keys(now_ms, source_ip, user_agent)
         day_start = bucket("day", now_ms).start_ms
-        recent_midnight = now_ms - day_start < window_ms
-        alt_key = hasher.cookieless_key(day_start - 1, source_ip, user_agent) if recent_midnight else None
+        if not previous and now_ms - day_start < window_ms:
+            previous = [hasher.cookieless_key(day_start - 1, source_ip, user_agent)]
+    alt_key = previous[0] if previous else None
     if connection_id:
         connection_key = hasher.connection_key(connection_id)
     elif principal is not None and not visitor_id:
@@ -277,12 +405,30 @@ def beacon_identity(
 
 @cached_factory
 def get_token_verifier() -> TokenVerifier:
+    """The process's verifier. It is built once, but its keys are not frozen in it: the HS256
+    secrets are re-read on their max age, the JWKS on its own (README, "Identity")."""
     settings = get_settings()
+    jwks = (
+        JwksKeys(
+            settings.jwks_url,
+            max_age_seconds=settings.jwks_cache_seconds,
+            refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
+            stale_seconds=settings.jwks_stale_seconds,
+        )
+        if settings.jwks_url
+        else None
+    )
+    secrets = (
+        None
+        if jwks is not None
+        else rotating_secret(settings.jwt_secret, settings.jwt_secret_param, settings.secret_max_age_seconds)
+    )
     return TokenVerifier(
-        secret=None if settings.jwks_url else secret(settings.jwt_secret, settings.jwt_secret_param),
-        jwks_url=settings.jwks_url,
+        secrets=secrets,
+        jwks=jwks,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
         division_claim=settings.division_claim,
         roles_claim=settings.roles_claim,
         admin_role=settings.admin_role,
@@ -291,5 +437,6 @@ def get_token_verifier() -> TokenVerifier:
 
 @cached_factory
 def get_visitor_hasher() -> VisitorHasher:
+    """The process's hasher; its hash keys are re-read on their max age."""
     settings = get_settings()
-    return VisitorHasher(secret(settings.hash_key, settings.hash_key_param))
+    return VisitorHasher(rotating_secret(settings.hash_key, settings.hash_key_param, settings.secret_max_age_seconds))

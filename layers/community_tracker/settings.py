@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     redis_cluster: bool = False
     redis_socket_timeout_seconds: float = 1.0
+    # Redis AUTH: a Secrets Manager secret (name or ARN) or an SSM SecureString (a `/path` or its
+    # ARN) holding the auth token, or JSON with "password" (or "token") and optionally "username".
+    redis_auth_secret: str | None = None
 
     # DynamoDB single table; `use_localstack` sends AWS calls to the endpoint that
     # localstack-client derives from AWS_ENDPOINT_URL / LOCALSTACK_HOST (moto_server locally).
@@ -51,6 +54,10 @@ class Settings(BaseSettings):
     jwt_secret: str = "dev-only-secret-change-me-0123456789"  # noqa: S105 (local default, documented)
     jwt_secret_param: str | None = None
     jwks_url: str | None = None
+    jwks_cache_seconds: float = Field(default=300, gt=0)  # a key removed from the JWKS is refused within this
+    jwks_refresh_interval_seconds: float = Field(default=30, ge=0)  # at most one fetch per this for unknown kids
+    jwks_stale_seconds: float = Field(default=3600, ge=0)  # JWKS down: the last good set is kept this long past its age
+    jwt_max_lifetime_seconds: int = Field(default=86_400, ge=60)  # exp - iat (or exp - now without iat)
     jwt_issuer: str = "https://auth.community.local"
     jwt_audience: str = "community-visitor-tracker"
     division_claim: str = "division_id"
@@ -58,6 +65,8 @@ class Settings(BaseSettings):
     admin_role: str = "admin"
     hash_key: str = "dev-only-hash-key-change-me-0123456789"
     hash_key_param: str | None = None
+    # Secrets from SSM (`*_PARAM`) are re-read after this many seconds, so a rotation is picked up.
+    secret_max_age_seconds: int = Field(default=300, ge=1)
     # CloudFront viewer-location headers are only trustworthy behind CloudFront, which overwrites
     # them; directly exposed, any client could set them, so they are ignored unless this is on.
     trust_location_headers: bool = False

@@ -6,16 +6,18 @@ from collections.abc import Mapping
 
 from community_tracker.access import authorize_aggregate_read, require_admin_role, require_self_or_admin_role
 from community_tracker.errors import TokenRequired
-from community_tracker.identity import Principal, bearer_token, get_token_verifier
+from community_tracker.identity import Principal, get_token_verifier, request_token
 from community_tracker.settings import get_settings
 
 
 def principal_from(headers: Mapping[str, str], body_token: str | None = None) -> Principal | None:
     """The verified caller, from `Authorization: Bearer` or (sendBeacon) the body's `token`.
 
-    No token: anonymous. A token that does not verify: `InvalidToken` (401), never anonymous.
+    No token: anonymous. A token that does not verify, an `Authorization` header that is not a
+    well-formed `Bearer <jwt>`, or header and body tokens that differ: `InvalidToken` (401), never
+    anonymous.
     """
-    token = bearer_token(headers) or body_token
+    token = request_token(headers, body_token)
     if token is None:
         return None
     return get_token_verifier().verify(token)

@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
@@ -37,14 +38,23 @@ def cors_config(settings: Settings) -> CORSConfig | None:
 
 
 def capped_json_loads(body: str) -> Any:
-    """Powertools' JSON body parser, refusing oversized bodies before parsing them."""
+    """Powertools' JSON body parser, refusing oversized bodies before parsing them.
+
+    Every body of the API is a JSON object: anything else is refused here (422), because
+    Powertools would take the first element of an array as the body."""
     limit = get_settings().max_body_bytes
     if len(body) > limit or len(body.encode()) > limit:
         raise BodyTooLarge(limit)
     try:
-        return json.loads(body)
+        document = json.loads(body)
     except RecursionError as error:
         raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is nested too deeply") from error
+    if not isinstance(document, dict):
+        kind = "an array" if isinstance(document, list) else "not an object"
+        raise RequestValidationError(
+            [{"type": "model_attributes_type", "loc": ("body",), "msg": f"the body must be a JSON object, not {kind}"}]
+        )
+    return document
 
 
 def build_resolver() -> APIGatewayHttpResolver:
@@ -62,22 +72,45 @@ def build_resolver() -> APIGatewayHttpResolver:
     return app
 
 
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_JSON_MEDIA_TYPES = ("application/json", "text/plain")
 
 
 def accept_text_plain_json(event: dict[str, Any]) -> dict[str, Any]:
-    """`navigator.sendBeacon` posts strings as `text/plain` (it cannot set `application/json`
-    without a CORS preflight); the body is still JSON, so it is labelled as such for Powertools'
-    validation, which parses JSON only. Other media types are left alone and refused (415)."""
+    """The media type of a request body, decided once, before Powertools sees it.
+
+    `application/json` and `text/plain` (what `navigator.sendBeacon` posts a string as: it cannot
+    set `application/json` without a CORS preflight) are JSON, compared without case and
+    parameters as RFC 9110 says, and labelled `application/json` for Powertools' validation.
+    Every other media type, and a body without one (Powertools would take it for JSON), is
+    labelled as what Powertools does not parse, so it takes the unsupported-media-type path (415):
+    forms in particular would otherwise be parsed past the body cap, which guards the JSON parser.
+    """
     headers = event.get("headers") or {}
-    content_type = headers.get("content-type", "").strip().lower()
-    if content_type.startswith("text/plain"):
+    content_type = headers.get("content-type")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in _JSON_MEDIA_TYPES:
         return {**event, "headers": {**headers, "content-type": JSON}}
-    if content_type.startswith(_FORM_TYPES):
-        # Powertools would parse forms itself, past the body cap (which guards the JSON parser):
-        # labelled as what they are not, they take its unsupported-media-type path (415) instead.
-        return {**event, "headers": {**headers, "content-type": f"unsupported/{content_type}"}}
+    if media_type:
+        return {**event, "headers": {**headers, "content-type": f"unsupported/{media_type}"}}
+    if event.get("body"):
+        return {**event, "headers": {**headers, "content-type": "unsupported/none"}}
     return event
+
+
+def vary_on_origin(answer: dict[str, Any]) -> dict[str, Any]:
+    """`Vary: Origin` on every answer of a function that grants CORS to listed origins.
+
+    Whether an answer carries `Access-Control-Allow-Origin`, and which origin it echoes, depends
+    on the request's Origin: a cache that ignored it would hand one origin's grant (or refusal)
+    to another."""
+    if not get_settings().cors_origins:
+        return answer
+    headers = dict(answer.get("headers") or {})
+    name = next((key for key in headers if key.lower() == "vary"), "Vary")
+    values = [v.strip() for v in str(headers.get(name, "")).split(",") if v.strip()]
+    if not any(value.lower() in ("origin", "*") for value in values):
+        headers[name] = ", ".join([*values, "Origin"])
+    return {**answer, "headers": headers}
 
 
 def request_time_ms(event: APIGatewayProxyEventV2) -> int:

@@ -26,8 +26,11 @@ from community_tracker.identity import (
     VisitorHasher,
     beacon_identity,
     bearer_token,
+    fixed_secret,
     location_division,
+    request_token,
 )
+from community_tracker.jwks import JwksKeys
 from community_tracker.settings import Settings
 from infra.redis_servers import free_port
 from tests.builders import T0
@@ -43,7 +46,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
 
 
 def hs256_verifier(**kwargs: Any) -> TokenVerifier:
-    return TokenVerifier(secret=SECRET, jwks_url=None, issuer=ISSUER, audience=AUDIENCE, **kwargs)
+    return TokenVerifier(secrets=fixed_secret(SECRET), issuer=ISSUER, audience=AUDIENCE, **kwargs)
 
 
 def test_hs256_token_gives_user_division_and_roles() -> None:
@@ -90,10 +93,41 @@ def test_refusals_say_why(token_claims: dict[str, Any], message: str) -> None:
 
 def test_bearer_header_parsing() -> None:
     assert bearer_token({"authorization": "Bearer abc.def.ghi"}) == "abc.def.ghi"
-    assert bearer_token({"authorization": "bearer   abc "}) == "abc"
-    assert bearer_token({"authorization": "Basic dXNlcjpwdw=="}) is None
-    assert bearer_token({"authorization": "Bearer "}) is None
+    assert bearer_token({"authorization": "bearer   abc.d-f.g_i "}) == "abc.d-f.g_i"
+    assert bearer_token({"authorization": ""}) is None
     assert bearer_token({}) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Basic dXNlcjpwdw==",
+        "Token abc.def.ghi",
+        "abc.def.ghi",  # a bare token
+        "Bearer ",
+        "Bearer",
+        "   ",
+        "Bearer abc",  # not a JWT
+        "Bearer abc.def.ghi extra",
+        "Bearer abc.def.ghi.jkl",
+        "Bearer\tabc.def.ghi",
+        "Bearer abc.d+f.ghi",  # not base64url
+    ],
+)
+def test_a_malformed_authorization_header_is_refused_never_ignored(value: str) -> None:
+    with pytest.raises(InvalidToken, match="Authorization"):
+        bearer_token({"authorization": value})
+
+
+def test_header_and_body_tokens_must_agree() -> None:
+    header = {"authorization": "Bearer abc.def.ghi"}
+
+    assert request_token(header, None) == request_token(header, "") == "abc.def.ghi"
+    assert request_token(header, "abc.def.ghi") == "abc.def.ghi"
+    assert request_token({}, "abc.def.ghi") == "abc.def.ghi"
+    assert request_token({}, "") is None
+    with pytest.raises(InvalidToken, match="different tokens"):
+        request_token(header, "xyz.def.ghi")
 
 
 # -- RS256 through a JWKS endpoint -------------------------------------------------------------
@@ -129,7 +163,7 @@ def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 
 def rs256_verifier(url: str) -> TokenVerifier:
-    return TokenVerifier(secret=None, jwks_url=url, issuer=ISSUER, audience=AUDIENCE)
+    return TokenVerifier(jwks=JwksKeys(url), issuer=ISSUER, audience=AUDIENCE)
 
 
 def test_rs256_token_verified_with_the_jwks(rsa_key: rsa.RSAPrivateKey, jwks_url: str) -> None:
@@ -288,3 +322,14 @@ def test_location_headers_count_only_when_trusted() -> None:
     assert location_division(headers, trusted) == "quebec"
     assert location_division({"cloudfront-viewer-country": "CA"}, trusted) == "canada"
     assert location_division({"cloudfront-viewer-country": "FR"}, trusted) is None
+
+
+def test_a_hash_key_rotation_keeps_a_person_under_the_previous_key() -> None:
+    # Given a browser known under the old hash key, then a rotation (new key current, old kept)
+    before = identify(VisitorHasher("old-key"), visitor_id="browser-0007")
+    during = identify(VisitorHasher(fixed_secret("new-key", "old-key")), visitor_id="browser-0007")
+
+    # Then its beacons name the old key as the alternative, which the record script keeps while
+    # that person is live (one person, not two)
+    assert during.visitor.key != before.visitor.key
+    assert during.alt_key == before.visitor.key
