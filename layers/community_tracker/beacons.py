@@ -10,12 +10,12 @@ what a 2xx promises.
 from __future__ import annotations
 
 import contextlib
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from community_tracker import agents
 from community_tracker.errors import LiveStateUnavailable
 from community_tracker.identity import BeaconIdentity
 from community_tracker.models import (
@@ -30,14 +30,6 @@ from community_tracker.models import (
 )
 from community_tracker.timeutil import iso
 
-# Obvious automation only: crawlers announce themselves, headless browsers and HTTP libraries say
-# what they are. Anything subtler is left to API Gateway throttling and the per-client rate limit.
-_BOT_USER_AGENT = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|headless|phantomjs|selenium|puppeteer|playwright|lighthouse"
-    r"|python-requests|python-urllib|aiohttp|go-http-client|okhttp|java/|libwww|wget|scrapy|httpclient"
-    r"|facebookexternalhit|preview",
-    re.IGNORECASE,
-)
 RATE_WINDOW_SECONDS = 60
 
 
@@ -60,11 +52,8 @@ class VisitHistory(Protocol):
 
 
 def bot_reason(user_agent: str) -> str | None:
-    """Why a User-Agent is not counted, or None for a browser."""
-    if not user_agent.strip():
-        return "no user agent"
-    match = _BOT_USER_AGENT.search(user_agent)
-    return f"user agent looks automated ({match.group(0).lower()})" if match else None
+    """Why a User-Agent is not counted (a bot or an AI agent, `agents.classify`), or None for a person."""
+    return agents.automated_reason(user_agent)
 
 
 def without_query(url: str | None) -> str | None:
