@@ -41,6 +41,7 @@ from crawlerdetect import CrawlerDetect
 
 from community_tracker.errors import LiveStateUnavailable
 from community_tracker.factories import cached_factory
+from community_tracker.models import Frozen
 
 Kind = Literal["human", "bot", "ai_agent"]
 AutomatedKind = Literal["bot", "ai_agent"]
@@ -175,6 +176,28 @@ def automated_reason(user_agent: str) -> str | None:
     if name is None:
         return "no user agent"
     return f"user agent looks automated ({'AI agent' if kind == 'ai_agent' else 'bot'}: {name})"
+
+
+class NamedClients(Frozen):
+    name: str
+    clients: int
+
+
+class AutomatedClients(Frozen):
+    """One class (bots or AI agents): distinct clients seen within the live window, and by name."""
+
+    clients: int
+    names: list[NamedClients]
+
+
+class AutomationNow(Frozen):
+    """Automated clients of one community now; never counted among its visitors."""
+
+    community_id: str
+    window_seconds: int
+    bots: AutomatedClients
+    ai_agents: AutomatedClients
+    timestamp: str
 
 
 class AutomationLog(Protocol):

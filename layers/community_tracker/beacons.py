@@ -123,10 +123,17 @@ BeaconResult = Counted | Dropped | Explained
 
 
 def screen(
-    beacon: Beacon, *, user_agent: str, live: LiveState, now_ms: int, debug: bool
+    beacon: Beacon,
+    *,
+    user_agent: str,
+    live: LiveState,
+    now_ms: int,
+    debug: bool,
+    automation: agents.AutomationLog | None = None,
 ) -> Beacon | Dropped | Explained:
     """The beacon to record, or why there is nothing to record: obvious automation is dropped
-    (and counted as a "bot" drop, unless it is only a `?debug=1` question), `?debug=1` explains."""
+    (and counted as a "bot" drop and under its class in `automation`, unless it is only a
+    `?debug=1` question), `?debug=1` explains."""
     reason = bot_reason(user_agent)
     if debug:
         if reason is None and beacon.event_id and live.event_seen(beacon.community.community_id, beacon.event_id):
@@ -136,6 +143,7 @@ def screen(
         return beacon
     with contextlib.suppress(LiveStateUnavailable):  # a drop counter is not worth a failed answer
         live.record_drop(beacon.community.community_id, "bot", now_ms)
+    agents.record_automated(automation, beacon.community.community_id, beacon.client_key, user_agent, now_ms)
     return Dropped(reason="bot", message=reason)
 
 

@@ -19,6 +19,8 @@ RATE_COUNTER_SECONDS = 120  # a client's per-minute beacon counter outlives its 
 USER_SET_MARGIN_MS = MINUTE_MS  # the per-user set outlives the window a little
 SUBSCRIPTION_TTL_MS = 2 * 3_600_000  # API Gateway closes a WebSocket after 2 hours anyway
 SUBSCRIPTION_IDLE_MS = 10 * 60_000  # API Gateway's idle timeout; a ping refreshes it
+AUTOMATION_MAX_NAMES = 200  # bot / AI agent names kept per class (a name comes from the request)
+AUTOMATION_MAX_CLIENTS = 10_000  # clients kept per name and class within the window
 
 
 class CommunityKeys:
@@ -75,6 +77,12 @@ class CommunityKeys:
     @property
     def subscribers(self) -> str:
         return f"{self.tag}:subscribers"  # zset: WebSocket connection id -> expiry (ms)
+
+    def automation_names(self, kind: str) -> str:
+        return f"{self.tag}:auto:{kind}"  # zset: bot / AI agent name -> last seen (ms)
+
+    def automation_clients(self, kind: str, name: str) -> str:
+        return f"{self.tag}:auto:{kind}:{name}"  # zset: hashed client -> last seen (ms)
 
 
 def user_communities_key(user_id: str) -> str:
