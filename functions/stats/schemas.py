@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from community_tracker.alerts import Alert
 from community_tracker.models import CrossDivisionPair, DivisionCount, Peak, TimelinePoint
 
 
@@ -55,3 +56,9 @@ class UserPresence(BaseModel):
 class ErasedVisits(BaseModel):
     user_id: str
     deleted: int
+
+
+class AlertPage(BaseModel):
+    community_id: str
+    alerts: list[Alert]
+    next_cursor: str | None = None
