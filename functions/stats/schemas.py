@@ -44,8 +44,12 @@ class Timeline(BaseModel):
 
 
 class Badge(BaseModel):
+    """`current_count` is null (and `fewer_than` set) below the badge threshold."""
+
     community_id: str
-    current_count: int
+    current_count: int | None
+    fewer_than: int | None
+    label: str
 
 
 class UserPresence(BaseModel):
