@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.http.resolver import build_resolver
+from community_tracker.http.errors import error_response
+from community_tracker.http.resolver import accept_text_plain_json, build_resolver
 from community_tracker.observability import logger, metrics, tracer
 from stats import (
     alert_routes,
@@ -29,8 +32,16 @@ app.include_router(alert_routes.router)
 app.include_router(share_routes.router)
 
 
+# The routes that take a body (alert rule, share links): a body API Gateway delivered base64-encoded
+# that is not UTF-8 fails Powertools' decoding before any parser runs, which would be a 500.
+@app.exception_handler(UnicodeDecodeError)
+def _undecodable_body(_error: UnicodeDecodeError) -> Response[Any]:
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "the body is not UTF-8 encoded JSON")
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    # Forms would be parsed by Powertools past the body cap: refused (415), as on the beacon routes.
+    return app.resolve(accept_text_plain_json(event), context)

@@ -30,7 +30,7 @@ router = http_router()
 
 
 class ShareLinkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     expires_in_seconds: int = Field(default=7 * 86_400, ge=60, le=MAX_LIFETIME_SECONDS)
     label: str | None = Field(default=None, min_length=1, max_length=200)

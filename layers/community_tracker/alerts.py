@@ -34,7 +34,8 @@ MAX_BASELINE_MINUTES = 24 * 60
 class AlertRule(Frozen):
     """A community's rule; the default (every field's default) applies until an admin sets one."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: JSON types exactly (`0` is no `false`, `"10"` no number); unknown fields are named.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     enabled: bool = True
     spike_factor: float = Field(default=3.0, ge=1.1, le=1000, description="spike: live > factor x baseline")

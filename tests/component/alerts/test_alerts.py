@@ -241,6 +241,8 @@ def test_the_rule_route(bus: Bus) -> None:
         ({"min_visitors": "many"}, 422, "min_visitors"),
         ({"baseline_minutes": 5}, 422, "baseline_minutes"),
         ({"threshold": 3}, 422, "threshold"),
+        ({"enabled": 0}, 422, "enabled"),  # JSON types exactly (the fuzzing found 0 taken for false)
+        ({"min_visitors": "10"}, 422, "min_visitors"),
         ("not json", 400, "JSON"),
     ],
 )

@@ -172,6 +172,7 @@ def test_only_an_admin_mints_or_revokes(community: Community) -> None:
         ({"expires_in_seconds": 10**9}, "expires_in_seconds"),
         ({"label": ""}, "label"),
         ({"community_id": "elsewhere"}, "community_id"),
+        ({"expires_in_seconds": "3600"}, "expires_in_seconds"),
     ],
 )
 def test_a_bad_mint_request_is_422_naming_the_field(community: Community, body: dict[str, Any], named: str) -> None:
