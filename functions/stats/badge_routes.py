@@ -1,4 +1,5 @@
-"""The public live count for an embeddable widget, only when public counts are enabled."""
+"""The public live count for an embeddable widget, only when public counts are enabled; counts
+below `VT_BADGE_MIN_COUNT` show as "fewer than N"."""
 
 from __future__ import annotations
 
@@ -22,8 +23,18 @@ router = http_router()
 PUBLIC_CACHE = "public, max-age=10"
 
 
-def badge_svg(count: int) -> str:
-    label, value = "live visitors", str(count)
+def badge_of(community_id: str, count: int, min_count: int) -> Badge:
+    """Counts below `min_count` are shown as "fewer than N": a handful of visitors could be told
+    apart on a public page (the exact number is never in the answer)."""
+    if count < min_count:
+        return Badge(
+            community_id=community_id, current_count=None, fewer_than=min_count, label=f"fewer than {min_count}"
+        )
+    return Badge(community_id=community_id, current_count=count, fewer_than=None, label=str(count))
+
+
+def badge_svg(value: str) -> str:
+    label = "live visitors"
     label_width, value_width = 86, 12 + 7 * len(value)
     width = label_width + value_width
     return (
@@ -56,7 +67,10 @@ def get_badge(
         raise ApiError(HTTPStatus.NOT_FOUND, "not_enabled", "public counts are not enabled")
     cid = registered_community(community_id, get_stores().communities).community_id
     count = get_tracker().get_visitor_stats(cid, request_time_ms(router.current_event)).total_visitors
+    shown = badge_of(cid, count, get_settings().badge_min_count)
     headers = {"Cache-Control": PUBLIC_CACHE}
     if format == "svg":
-        return Response(status_code=HTTPStatus.OK, content_type="image/svg+xml", body=badge_svg(count), headers=headers)
-    return json_response(HTTPStatus.OK, Badge(community_id=cid, current_count=count), headers)
+        return Response(
+            status_code=HTTPStatus.OK, content_type="image/svg+xml", body=badge_svg(shown.label), headers=headers
+        )
+    return json_response(HTTPStatus.OK, shown, headers)

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.communities import registered_community
-from community_tracker.http.auth import require_admin, require_aggregate_reader, require_self_or_admin
+from community_tracker.http.auth import require_admin, require_self_or_admin
 from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
 from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import (
@@ -31,6 +31,7 @@ from community_tracker.redis.keys import SERIES_HOURS
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.timeutil import bucket
 from stats.cursors import Cursor, history_cursor, visitor_cursor, visitor_offset
+from stats.reading import readable_community
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
 
 router = http_router()
@@ -59,9 +60,8 @@ def _now() -> int:
 
 
 def _readable_community(community_id: str) -> str:
-    """Aggregates: a token (or public counts), and a registered community."""
-    require_aggregate_reader(router.current_event.headers)
-    return registered_community(community_id, get_stores().communities).community_id
+    """Aggregates: a token (or public counts) or a share link, and a registered community."""
+    return readable_community(router.current_event, community_id)
 
 
 @router.get(

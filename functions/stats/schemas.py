@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from community_tracker.alerts import Alert
 from community_tracker.models import CrossDivisionPair, DivisionCount, Peak, TimelinePoint
 
 
@@ -43,8 +44,12 @@ class Timeline(BaseModel):
 
 
 class Badge(BaseModel):
+    """`current_count` is null (and `fewer_than` set) below the badge threshold."""
+
     community_id: str
-    current_count: int
+    current_count: int | None
+    fewer_than: int | None
+    label: str
 
 
 class UserPresence(BaseModel):
@@ -55,3 +60,9 @@ class UserPresence(BaseModel):
 class ErasedVisits(BaseModel):
     user_id: str
     deleted: int
+
+
+class AlertPage(BaseModel):
+    community_id: str
+    alerts: list[Alert]
+    next_cursor: str | None = None

@@ -32,6 +32,7 @@ from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.identity import beacon_identity, get_visitor_hasher, location_division
 from community_tracker.models import COMMUNITY_ID_PATTERN
 from community_tracker.observability import count, count_dropped, logger
+from community_tracker.redis.automation import get_automation_tracker
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import iso
@@ -119,7 +120,14 @@ def _parse(community_id: str, body: PresenceBody, now_ms: int) -> Beacon:
 
 def _screened(community_id: str, body: PresenceBody, debug: bool, now_ms: int) -> Beacon | Dropped | Explained:
     beacon = _parse(community_id, body, now_ms)
-    return screen(beacon, user_agent=_user_agent(), live=get_tracker(), now_ms=now_ms, debug=debug)
+    return screen(
+        beacon,
+        user_agent=_user_agent(),
+        live=get_tracker(),
+        now_ms=now_ms,
+        debug=debug,
+        automation=get_automation_tracker(),
+    )
 
 
 def _not_recorded(result: Dropped | Explained) -> Response[Any]:

@@ -10,12 +10,12 @@ what a 2xx promises.
 from __future__ import annotations
 
 import contextlib
-import re
 import uuid
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from community_tracker import agents
 from community_tracker.errors import LiveStateUnavailable
 from community_tracker.identity import BeaconIdentity
 from community_tracker.models import (
@@ -30,14 +30,6 @@ from community_tracker.models import (
 )
 from community_tracker.timeutil import iso
 
-# Obvious automation only: crawlers announce themselves, headless browsers and HTTP libraries say
-# what they are. Anything subtler is left to API Gateway throttling and the per-client rate limit.
-_BOT_USER_AGENT = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|headless|phantomjs|selenium|puppeteer|playwright|lighthouse"
-    r"|python-requests|python-urllib|aiohttp|go-http-client|okhttp|java/|libwww|wget|scrapy|httpclient"
-    r"|facebookexternalhit|preview",
-    re.IGNORECASE,
-)
 RATE_WINDOW_SECONDS = 60
 
 
@@ -58,11 +50,8 @@ class VisitHistory(Protocol):
 
 
 def bot_reason(user_agent: str) -> str | None:
-    """Why a User-Agent is not counted, or None for a browser."""
-    if not user_agent.strip():
-        return "no user agent"
-    match = _BOT_USER_AGENT.search(user_agent)
-    return f"user agent looks automated ({match.group(0).lower()})" if match else None
+    """Why a User-Agent is not counted (a bot or an AI agent, `agents.classify`), or None for a person."""
+    return agents.automated_reason(user_agent)
 
 
 def without_query(url: str | None) -> str | None:
@@ -135,10 +124,17 @@ BeaconResult = Counted | Dropped | Explained
 
 
 def screen(
-    beacon: Beacon, *, user_agent: str, live: LiveState, now_ms: int, debug: bool
+    beacon: Beacon,
+    *,
+    user_agent: str,
+    live: LiveState,
+    now_ms: int,
+    debug: bool,
+    automation: agents.AutomationLog | None = None,
 ) -> Beacon | Dropped | Explained:
     """The beacon to record, or why there is nothing to record: obvious automation is dropped
-    (and counted as a "bot" drop, unless it is only a `?debug=1` question), `?debug=1` explains."""
+    (and counted as a "bot" drop and under its class in `automation`, unless it is only a
+    `?debug=1` question), `?debug=1` explains."""
     reason = bot_reason(user_agent)
     if debug:
         if reason is None and beacon.event_id and live.event_seen(beacon.community.community_id, beacon.event_id):
@@ -148,6 +144,7 @@ def screen(
         return beacon
     with contextlib.suppress(LiveStateUnavailable):  # a drop counter is not worth a failed answer
         live.record_drop(beacon.community.community_id, "bot", now_ms)
+    agents.record_automated(automation, beacon.community.community_id, beacon.client_key, user_agent, now_ms)
     return Dropped(reason="bot", message=reason)
 
 

@@ -50,3 +50,15 @@ class TokenRequired(Exception):
 
 class Forbidden(Exception):
     """The verified caller may not do this."""
+
+
+class AlertDeliveryFailed(Exception):
+    """EventBridge did not take every alert event: the pass fails and is retried."""
+
+
+class InvalidShareLink(Exception):
+    """A share link that is forged, malformed, expired, revoked or for another community."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

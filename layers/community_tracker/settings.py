@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     cleanup_batch_size: int = Field(default=200, ge=1)
     cleanup_margin_ms: int = Field(default=3000, ge=0)
 
+    # Alerts (README, "Spike and drop alerts"): the EventBridge bus they are put on, and how long
+    # the alert history keeps them (DynamoDB TTL).
+    event_bus_name: str = "default"
+    alert_history_days: int = Field(default=90, ge=1)
+
+    # Sharing (README, "Sharing without opening the API"): the badge shows counts below this as
+    # "fewer than N" (0: exact counts); share links are signed with this key (or the SSM parameter).
+    badge_min_count: int = Field(default=5, ge=0)
+    share_key: str = "dev-only-share-key-change-me-0123456789"
+    share_key_param: str | None = None
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

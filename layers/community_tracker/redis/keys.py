@@ -19,6 +19,9 @@ RATE_COUNTER_SECONDS = 120  # a client's per-minute beacon counter outlives its 
 USER_SET_MARGIN_MS = MINUTE_MS  # the per-user set outlives the window a little
 SUBSCRIPTION_TTL_MS = 2 * 3_600_000  # API Gateway closes a WebSocket after 2 hours anyway
 SUBSCRIPTION_IDLE_MS = 10 * 60_000  # API Gateway's idle timeout; a ping refreshes it
+AUTOMATION_MAX_NAMES = 200  # bot / AI agent names kept per class (a name comes from the request)
+AUTOMATION_MAX_CLIENTS = 10_000  # clients kept per name and class within the window
+ALERT_STATE_TTL_MS = 2 * DAY_MS  # a community's alert state outlives a quiet day
 
 
 class CommunityKeys:
@@ -88,6 +91,16 @@ class CommunityKeys:
     def subscribers(self) -> str:
         return f"{self.tag}:subscribers"  # zset: WebSocket connection id -> expiry (ms)
 
+    def automation_names(self, kind: str) -> str:
+        return f"{self.tag}:auto:{kind}"  # zset: bot / AI agent name -> last seen (ms)
+
+    def automation_clients(self, kind: str, name: str) -> str:
+        return f"{self.tag}:auto:{kind}:{name}"  # zset: hashed client -> last seen (ms)
+
+    @property
+    def alert_state(self) -> str:
+        return f"{self.tag}:alert"  # hash: kind, alert_id, started_ms, last_breach_ms of the alert now
+
 
 def user_communities_key(user_id: str) -> str:
     """Zset: community id -> last activity (ms) of one authenticated user."""
@@ -106,6 +119,7 @@ def index_key(shard: int) -> str:
 CLEANUP_CURSOR_KEY = "vt:cleanup:next-shard"
 LIVE_COMMUNITIES_KEY = "{vt:live}:communities"  # zset: community with subscribers -> last subscription
 PUSHER_LOCK_KEY = "{vt:live}:pusher"
+ALERTS_LOCK_KEY = "{vt:alerts}:lock"  # one alert pass at a time
 
 
 def subscription_key(connection_id: str) -> str:

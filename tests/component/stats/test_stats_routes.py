@@ -367,11 +367,12 @@ def test_badge_exists_only_with_public_counts(busy: Community, monkeypatch: pyte
     assert badge(busy).status == 404
 
     monkeypatch.setenv("VT_PUBLIC_COUNTS", "true")
+    monkeypatch.setenv("VT_BADGE_MIN_COUNT", "0")  # exact counts (small ones: test_badge_routes.py)
     reset_factories()
     as_json = badge(busy)
     as_svg = badge(busy, "format=svg")
 
-    assert as_json.json() == {"community_id": busy.community_id, "current_count": 3}
+    assert as_json.json() == {"community_id": busy.community_id, "current_count": 3, "fewer_than": None, "label": "3"}
     assert as_json.headers["cache-control"] == "public, max-age=10"
     assert as_svg.headers["content-type"] == "image/svg+xml"
     assert ">3</text>" in as_svg.body

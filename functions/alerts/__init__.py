@@ -1,0 +1,1 @@
+"""The scheduled spike and drop alerts function (EventBridge, every minute)."""
