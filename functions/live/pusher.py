@@ -32,4 +32,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     report = run_pusher(get_pusher(), clock=system_clock, time_left_ms=context.get_remaining_time_in_millis)
     count("LiveMessagesPosted", report.messages)
     count("LiveConnectionsPruned", report.pruned)
-    return {"messages": report.messages, "pruned": report.pruned, "communities": report.communities}
+    count("LivePostsFailed", report.failed)
+    count("LiveStateUnavailable", report.unavailable)
+    return {
+        "messages": report.messages,
+        "pruned": report.pruned,
+        "failed": report.failed,
+        "unavailable": report.unavailable,
+        "communities": report.communities,
+    }

@@ -50,3 +50,9 @@ class TokenRequired(Exception):
 
 class Forbidden(Exception):
     """The verified caller may not do this."""
+
+
+class PostFailed(Exception):
+    """A post to a WebSocket connection failed for another reason than the connection being gone
+    (throttled, refused, a server error, a timeout): the pusher tries that connection again at its
+    next tick. The message names the reason (`429 LimitExceededException`, `timeout`)."""

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from community_tracker.errors import LiveStateUnavailable, PostFailed
 from community_tracker.models import CrossDivisionStats, DivisionCount, Summary
+from community_tracker.observability import logger
 from community_tracker.timeutil import iso
 
 
@@ -55,45 +58,97 @@ class VisitorDivisionsUpdated(BaseModel):
 
 class Poster(Protocol):
     def post(self, connection_id: str, data: bytes) -> bool:
-        """Sends one message; False when the connection is gone (410) and must be pruned."""
+        """Sends one message; False when the connection is gone (410) and must be pruned.
+        Raises `PostFailed` for any other failure (throttled, refused, server error, timeout)."""
         ...
 
 
 @dataclass
 class PushReport:
-    communities: int = 0
-    messages: int = 0
-    pruned: int = 0
+    communities: int = 0  # communities pushed to (the most in one tick, for a whole run)
+    messages: int = 0  # messages posted
+    pruned: int = 0  # connections gone (410) and unsubscribed
+    failed: int = 0  # connections whose post failed: they get the whole state at the next tick
+    unavailable: int = 0  # communities (or whole ticks) skipped because Redis could not be read
+
+    def add(self, tick: PushReport) -> None:
+        self.communities = max(self.communities, tick.communities)
+        self.messages += tick.messages
+        self.pruned += tick.pruned
+        self.failed += tick.failed
+        self.unavailable += tick.unavailable
 
 
 @dataclass
 class LivePusher:
+    """Failures stay where they happen: a post that fails is that connection's (tried again, with
+    the whole state, at the next tick), a community that cannot be read is that community's (read
+    again at the next tick); neither stops the others."""
+
     tracker: SummaryReader
     registry: Subscriptions
     poster: Poster
     _last: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _behind: dict[str, set[str]] = field(default_factory=dict)  # community -> connections that missed a post
 
     def tick(self, now_ms: int) -> PushReport:
-        """One round over every community with subscribers; posts only what changed."""
+        """One round over every community with subscribers; posts only what changed (and everything
+        to the connections whose last post failed). Raises `LiveStateUnavailable` only when the list
+        of communities itself cannot be read."""
         report = PushReport()
+        reasons: Counter[str] = Counter()
+        unreadable: Counter[str] = Counter()
         for community_id in self.registry.communities():
-            connections = self.registry.connections(community_id, now_ms)
-            if not connections:
-                self.registry.forget_community(community_id)
-                self._last.pop(community_id, None)
+            try:
+                connections = self.registry.connections(community_id, now_ms)
+                if not connections:
+                    self.registry.forget_community(community_id)
+                    self._last.pop(community_id, None)
+                    self._behind.pop(community_id, None)
+                    continue
+                changed, everything = self._messages(community_id, now_ms)
+            except LiveStateUnavailable as error:
+                report.unavailable += 1
+                unreadable[_cause(error)] += 1
                 continue
             report.communities += 1
-            messages = self._changes(community_id, now_ms)
+            behind = self._behind.pop(community_id, set())
+            missed: set[str] = set()
             for connection_id in connections:
-                for message in messages:
-                    if not self.poster.post(connection_id, message):
-                        self.registry.unsubscribe(connection_id)
-                        report.pruned += 1
-                        break
-                    report.messages += 1
+                messages = everything if connection_id in behind else changed
+                try:
+                    for message in messages:
+                        if not self.poster.post(connection_id, message):
+                            self._prune(connection_id, report, unreadable)
+                            break
+                        report.messages += 1
+                except PostFailed as error:
+                    missed.add(connection_id)
+                    report.failed += 1
+                    reasons[str(error)] += 1
+            if missed:
+                self._behind[community_id] = missed
+        if reasons:
+            # One line per tick, however many posts failed; no connection ids (lean logs).
+            logger.warning(
+                "live push: posts failed, tried again next tick", extra={"failed": report.failed, "reasons": reasons}
+            )
+        if unreadable:
+            logger.warning(
+                "live push: live state unavailable, skipped until next tick",
+                extra={"communities": report.unavailable, "errors": unreadable},
+            )
         return report
 
-    def _changes(self, community_id: str, now_ms: int) -> list[bytes]:
+    def _prune(self, connection_id: str, report: PushReport, unreadable: Counter[str]) -> None:
+        report.pruned += 1
+        try:
+            self.registry.unsubscribe(connection_id)
+        except LiveStateUnavailable as error:  # posted again next tick, answered 410 again, pruned then
+            unreadable[_cause(error)] += 1
+
+    def _messages(self, community_id: str, now_ms: int) -> tuple[list[bytes], list[bytes]]:
+        """(what changed since the last tick, the whole state)."""
         summary = self.tracker.get_summary(community_id, now_ms, timeline_minutes=1)
         stats = summary.stats
         counts = VisitorCountChanged(
@@ -110,16 +165,20 @@ class LivePusher:
             timestamp=iso(now_ms),
         )
         last = self._last.setdefault(community_id, {})
-        messages = []
-        counts_now = counts.model_dump(exclude={"timestamp"})
-        if last.get("counts") != counts_now:
-            last["counts"] = counts_now
-            messages.append(counts.model_dump_json().encode())
-        divisions_now = divisions.model_dump(exclude={"timestamp"})
-        if last.get("divisions") != divisions_now:
-            last["divisions"] = divisions_now
-            messages.append(divisions.model_dump_json().encode())
-        return messages
+        changed, everything = [], []
+        for kind, message in (("counts", counts), ("divisions", divisions)):
+            data = message.model_dump_json().encode()
+            everything.append(data)
+            now = message.model_dump(exclude={"timestamp"})
+            if last.get(kind) != now:
+                last[kind] = now
+                changed.append(data)
+        return changed, everything
+
+
+def _cause(error: LiveStateUnavailable) -> str:
+    """The driver's error class, named by the adapter (never a key, a connection or an address)."""
+    return type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__
 
 
 def run_pusher(
@@ -140,10 +199,11 @@ def run_pusher(
     try:
         while time_left_ms() > margin_ms:
             started = clock()
-            report = pusher.tick(started)
-            total.communities = max(total.communities, report.communities)
-            total.messages += report.messages
-            total.pruned += report.pruned
+            try:
+                total.add(pusher.tick(started))
+            except LiveStateUnavailable as error:  # a failover: this tick is lost, the next one tries
+                total.unavailable += 1
+                logger.warning("live push: tick skipped, live state unavailable", extra={"error": _cause(error)})
             sleep(max(0.0, (tick_ms - (clock() - started)) / 1000))
     finally:
         pusher.registry.release_pusher_lock(holder)

@@ -16,34 +16,13 @@ from community_tracker.live import LivePusher, run_pusher
 from community_tracker.models import Community
 from community_tracker.redis.keys import SUBSCRIPTION_IDLE_MS
 from community_tracker.redis.live_state import get_tracker
-from community_tracker.redis.subscriptions import ConnectionRegistry, get_subscriptions
+from community_tracker.redis.subscriptions import ConnectionRegistry
 from community_tracker.settings import get_settings
 from infra.tokens import mint_token
 from live.handler import lambda_handler
 from tests.builders import SECOND, T0, anonymous, user, visit
+from tests.component.live.doubles import RecordingPoster
 from tests.helpers import LambdaContext, aws_error
-
-
-class RecordingPoster:
-    """Keeps what would be sent; connections listed in `gone` answer like a 410."""
-
-    def __init__(self, gone: set[str] | None = None) -> None:
-        self.sent: dict[str, list[dict[str, Any]]] = {}
-        self.gone = gone or set()
-
-    def post(self, connection_id: str, data: bytes) -> bool:
-        if connection_id in self.gone:
-            return False
-        self.sent.setdefault(connection_id, []).append(json.loads(data))
-        return True
-
-    def types(self, connection_id: str) -> list[str]:
-        return [m["type"] for m in self.sent.get(connection_id, [])]
-
-
-@pytest.fixture
-def registry(function_env: None) -> ConnectionRegistry:
-    return get_subscriptions()
 
 
 def ws_event(route_key: str, connection_id: str, **extra: Any) -> dict[str, Any]:
