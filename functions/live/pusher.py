@@ -29,15 +29,22 @@ def get_pusher() -> LivePusher:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 (Lambda's signature)
-    report = run_pusher(get_pusher(), clock=system_clock, time_left_ms=context.get_remaining_time_in_millis)
+    report = run_pusher(
+        get_pusher(),
+        clock=system_clock,
+        time_left_ms=context.get_remaining_time_in_millis,
+        lease_ms=get_settings().live_lease_ms,
+    )
     count("LiveMessagesPosted", report.messages)
     count("LiveConnectionsPruned", report.pruned)
     count("LivePostsFailed", report.failed)
     count("LiveStateUnavailable", report.unavailable)
+    count("LivePushWaitedTicks", report.waited)
     return {
         "messages": report.messages,
         "pruned": report.pruned,
         "failed": report.failed,
         "unavailable": report.unavailable,
+        "waited": report.waited,
         "communities": report.communities,
     }

@@ -9,11 +9,13 @@ message of each kind per second per community, however many beacons arrived in t
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -28,15 +30,28 @@ class SummaryReader(Protocol):
     def get_summary(self, community_id: str, now_ms: int, *, timeline_minutes: int = 60) -> Summary: ...
 
 
+class Lease(Enum):
+    """What asking for the one-pusher-at-a-time lease gave."""
+
+    HELD = "held"  # it was already ours (nobody else held it since): renewed
+    TAKEN = "taken"  # it was free, released or expired: ours now, and someone else may have pushed meanwhile
+    REFUSED = "refused"  # another pusher holds it and it has not expired
+
+
 class Subscriptions(Protocol):
-    """Who listens to which community, and the one-pusher-at-a-time lock."""
+    """Who listens to which community, and the one-pusher-at-a-time lease."""
 
     def communities(self) -> list[str]: ...
     def connections(self, community_id: str, now_ms: int) -> list[str]: ...
     def forget_community(self, community_id: str) -> None: ...
     def unsubscribe(self, connection_id: str) -> None: ...
-    def acquire_pusher_lock(self, holder: str, ttl_ms: int) -> bool: ...
-    def release_pusher_lock(self, holder: str) -> None: ...
+    def hold_pusher_lease(self, holder: str, now_ms: int, lease_ms: int) -> Lease:
+        """Takes the lease if it is free or expired, renews it if it is `holder`'s: until `now_ms + lease_ms`."""
+        ...
+
+    def release_pusher_lease(self, holder: str) -> None:
+        """Ends `holder`'s lease now (nothing if it is not `holder`'s)."""
+        ...
 
 
 class VisitorCountChanged(BaseModel):
@@ -70,6 +85,7 @@ class PushReport:
     pruned: int = 0  # connections gone (410) and unsubscribed
     failed: int = 0  # connections whose post failed: they get the whole state at the next tick
     unavailable: int = 0  # communities (or whole ticks) skipped because Redis could not be read
+    waited: int = 0  # ticks spent waiting for another pusher's lease
 
     def add(self, tick: PushReport) -> None:
         self.communities = max(self.communities, tick.communities)
@@ -77,6 +93,7 @@ class PushReport:
         self.pruned += tick.pruned
         self.failed += tick.failed
         self.unavailable += tick.unavailable
+        self.waited += tick.waited
 
 
 @dataclass
@@ -88,8 +105,16 @@ class LivePusher:
     tracker: SummaryReader
     registry: Subscriptions
     poster: Poster
+    # Who holds the lease: one pusher per execution environment, kept across its invocations, so an
+    # invocation that gets the lease back from its own predecessor knows nobody else pushed since.
+    identity: str = field(default_factory=lambda: uuid.uuid4().hex)
     _last: dict[str, dict[str, Any]] = field(default_factory=dict)
     _behind: dict[str, set[str]] = field(default_factory=dict)  # community -> connections that missed a post
+
+    def forget(self) -> None:
+        """Forgets what was pushed: after another pusher held the lease, the next tick sends everything."""
+        self._last.clear()
+        self._behind.clear()
 
     def tick(self, now_ms: int) -> PushReport:
         """One round over every community with subscribers; posts only what changed (and everything
@@ -186,25 +211,37 @@ def run_pusher(
     *,
     clock: Callable[[], int],
     time_left_ms: Callable[[], int],
+    lease_ms: int = 5000,
     tick_ms: int = 1000,
     margin_ms: int = 2000,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PushReport:
-    """Ticks once a second until the deadline is near; returns the totals. Does nothing when
-    another pusher holds the lock."""
-    holder = uuid.uuid4().hex
+    """Ticks once a second until the deadline is near, while it holds the pusher lease, which it
+    renews at every tick; returns the totals.
+
+    An invocation that finds the lease held asks again at every tick, so it takes over as soon as
+    the holder releases it (at the end of its own run) or stops renewing it (it died): one pusher at
+    a time, and never a minute without one. A Redis error costs that tick, never the run."""
     total = PushReport()
-    if not pusher.registry.acquire_pusher_lock(holder, ttl_ms=time_left_ms() + tick_ms):
-        return total
+    holding = False
     try:
         while time_left_ms() > margin_ms:
             started = clock()
             try:
-                total.add(pusher.tick(started))
+                lease = pusher.registry.hold_pusher_lease(pusher.identity, started, lease_ms)
+                holding = lease is not Lease.REFUSED
+                if lease is Lease.TAKEN:
+                    pusher.forget()
+                if holding:
+                    total.add(pusher.tick(started))
+                else:
+                    total.waited += 1
             except LiveStateUnavailable as error:  # a failover: this tick is lost, the next one tries
                 total.unavailable += 1
                 logger.warning("live push: tick skipped, live state unavailable", extra={"error": _cause(error)})
             sleep(max(0.0, (tick_ms - (clock() - started)) / 1000))
     finally:
-        pusher.registry.release_pusher_lock(holder)
+        if holding:
+            with contextlib.suppress(LiveStateUnavailable):  # then it expires by itself within lease_ms
+                pusher.registry.release_pusher_lease(pusher.identity)
     return total

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
 
     # Live push: the management endpoint of the WebSocket API stage (https://<api>.execute-api.<region>.amazonaws.com/<stage>).
     websocket_endpoint: str | None = None
+    # One pusher at a time: its lease, renewed at every (1 s) tick; a pusher that died holding it
+    # blocks the next one for at most this long.
+    live_lease_ms: int = Field(default=5000, ge=2000)
 
     # Cleanup.
     cleanup_batch_size: int = Field(default=200, ge=1)

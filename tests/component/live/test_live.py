@@ -12,7 +12,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from community_tracker.aws.connections import ManagementApiPoster
 from community_tracker.factories import reset_factories
-from community_tracker.live import LivePusher, run_pusher
+from community_tracker.live import Lease, LivePusher, run_pusher
 from community_tracker.models import Community
 from community_tracker.redis.keys import SUBSCRIPTION_IDLE_MS
 from community_tracker.redis.live_state import get_tracker
@@ -186,14 +186,18 @@ def test_one_pusher_at_a_time_until_the_deadline(community: Community, registry:
         sleeps.append(seconds)
         clock["ms"] += int(seconds * 1000) or 1000
 
+    registry.subscribe(f"{community.community_id}-c", community.community_id, T0)
+    get_tracker().add_visitor(visit(community.community_id, anonymous("s")), T0)
     pusher = LivePusher(get_tracker(), registry, RecordingPoster())
-    assert registry.acquire_pusher_lock("someone-else", ttl_ms=60_000)
-    blocked = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: 60_000, sleep=sleep)
-    registry.release_pusher_lock("someone-else")
-
+    assert registry.hold_pusher_lease("someone-else", T0, 60_000) is Lease.TAKEN
     deadline = T0 + 10_000
-    run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+    blocked = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+    registry.release_pusher_lease("someone-else")
 
-    assert blocked.messages == 0
-    assert sleeps == [1.0] * 8  # ticks once a second, stops with the 2 s margin
-    assert registry.acquire_pusher_lock("next", ttl_ms=1000)  # the lock was released
+    deadline = clock["ms"] + 10_000
+    pushed = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+
+    assert (blocked.messages, blocked.waited) == (0, 8)  # waited for the lease the whole run
+    assert (pushed.messages, pushed.waited) == (2, 0)
+    assert sleeps == [1.0] * 16  # ticks once a second, stops with the 2 s margin
+    assert registry.hold_pusher_lease("next", clock["ms"], 5000) is Lease.TAKEN  # the lease was released
