@@ -45,6 +45,10 @@ class Subscriptions(Protocol):
     def connections(self, community_id: str, now_ms: int) -> list[str]: ...
     def forget_community(self, community_id: str) -> None: ...
     def unsubscribe(self, connection_id: str) -> None: ...
+    def take_reconnects(self) -> list[str]:
+        """Connections that pinged without a subscription, each handed out once."""
+        ...
+
     def hold_pusher_lease(self, holder: str, now_ms: int, lease_ms: int) -> Lease:
         """Takes the lease if it is free or expired, renews it if it is `holder`'s: until `now_ms + lease_ms`."""
         ...
@@ -71,6 +75,14 @@ class VisitorDivisionsUpdated(BaseModel):
     timestamp: str
 
 
+class SubscriptionExpired(BaseModel):
+    """Told to a connection whose subscription is gone: the page opens a new connection."""
+
+    type: str = "subscription_expired"
+    message: str = "the subscription has expired: open a new connection to subscribe again"
+    timestamp: str
+
+
 class Poster(Protocol):
     def post(self, connection_id: str, data: bytes) -> bool:
         """Sends one message; False when the connection is gone (410) and must be pruned.
@@ -86,6 +98,7 @@ class PushReport:
     failed: int = 0  # connections whose post failed: they get the whole state at the next tick
     unavailable: int = 0  # communities (or whole ticks) skipped because Redis could not be read
     waited: int = 0  # ticks spent waiting for another pusher's lease
+    reconnects: int = 0  # connections told their subscription had expired
 
     def add(self, tick: PushReport) -> None:
         self.communities = max(self.communities, tick.communities)
@@ -94,6 +107,7 @@ class PushReport:
         self.failed += tick.failed
         self.unavailable += tick.unavailable
         self.waited += tick.waited
+        self.reconnects += tick.reconnects
 
 
 @dataclass
@@ -153,6 +167,7 @@ class LivePusher:
                     reasons[str(error)] += 1
             if missed:
                 self._behind[community_id] = missed
+        self._tell_to_reconnect(now_ms, report, unreadable)
         if reasons:
             # One line per tick, however many posts failed; no connection ids (lean logs).
             logger.warning(
@@ -164,6 +179,19 @@ class LivePusher:
                 extra={"communities": report.unavailable, "errors": unreadable},
             )
         return report
+
+    def _tell_to_reconnect(self, now_ms: int, report: PushReport, unreadable: Counter[str]) -> None:
+        try:
+            connections = self.registry.take_reconnects()
+        except LiveStateUnavailable as error:
+            unreadable[_cause(error)] += 1
+            return
+        notice = SubscriptionExpired(timestamp=iso(now_ms)).model_dump_json().encode()
+        for connection_id in connections:
+            report.reconnects += 1
+            # Gone or failed: nothing more to do here; a page that is still open pings again.
+            with contextlib.suppress(PostFailed):
+                self.poster.post(connection_id, notice)
 
     def _prune(self, connection_id: str, report: PushReport, unreadable: Counter[str]) -> None:
         report.pruned += 1

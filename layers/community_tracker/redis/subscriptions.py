@@ -12,7 +12,9 @@ from community_tracker.redis.client import get_redis_client
 from community_tracker.redis.errors import live_state_errors
 from community_tracker.redis.keys import (
     LIVE_COMMUNITIES_KEY,
+    LIVE_RECONNECT_KEY,
     PUSHER_LOCK_KEY,
+    RECONNECT_KEY_MS,
     SUBSCRIPTION_IDLE_MS,
     SUBSCRIPTION_TTL_MS,
     CommunityKeys,
@@ -41,14 +43,27 @@ class ConnectionRegistry:
 
     @live_state_errors
     def touch(self, connection_id: str, now_ms: int) -> bool:
-        """A ping: the connection stays subscribed for another idle period. False: unknown."""
+        """A ping: the connection stays subscribed for another idle period, and is subscribed again
+        if its subscription had expired meanwhile (a ping means the socket is open, and its
+        `$connect` was checked). False: nothing is known of it any more; it is queued to be told to
+        reconnect (`take_reconnects`), since the browser never sees a `$default` answer."""
         community_id = cast(str | None, self._client.get(subscription_key(connection_id)))
+        pipe = self._client.pipeline(transaction=False)
         if community_id is None:
+            pipe.zadd(LIVE_RECONNECT_KEY, {connection_id: now_ms})
+            pipe.pexpire(LIVE_RECONNECT_KEY, RECONNECT_KEY_MS)
+            pipe.execute()
             return False
-        self._client.zadd(
-            CommunityKeys(community_id).subscribers, {connection_id: now_ms + SUBSCRIPTION_IDLE_MS}, xx=True
-        )
+        pipe.zadd(CommunityKeys(community_id).subscribers, {connection_id: now_ms + SUBSCRIPTION_IDLE_MS})
+        pipe.zadd(LIVE_COMMUNITIES_KEY, {community_id: now_ms})
+        pipe.execute()
         return True
+
+    @live_state_errors
+    def take_reconnects(self, limit: int = 1000) -> list[str]:
+        """The connections to tell to reconnect, each handed out once (`ZPOPMIN`)."""
+        popped = cast(list[tuple[str, float]], self._client.zpopmin(LIVE_RECONNECT_KEY, limit))
+        return [connection_id for connection_id, _when in popped]
 
     @live_state_errors
     def unsubscribe(self, connection_id: str) -> None:
