@@ -7,8 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.aws.clients import aws_client_at
-from community_tracker.aws.connections import ManagementApiPoster
+from community_tracker.aws.connections import management_api_poster
 from community_tracker.factories import cached_factory
 from community_tracker.live import LivePusher, run_pusher
 from community_tracker.observability import count, logger, metrics, tracer
@@ -20,9 +19,9 @@ from community_tracker.timeutil import system_clock
 
 @cached_factory
 def get_pusher() -> LivePusher:
-    """Kept for the life of the execution environment, with what it last pushed."""
-    management = aws_client_at("apigatewaymanagementapi", get_settings().websocket_endpoint)
-    return LivePusher(get_tracker(), get_subscriptions(), ManagementApiPoster(management))
+    """Kept for the life of the execution environment, with what it last pushed and its open
+    connections to the management API."""
+    return LivePusher(get_tracker(), get_subscriptions(), management_api_poster(get_settings()))
 
 
 @logger.inject_lambda_context

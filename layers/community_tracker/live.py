@@ -4,7 +4,8 @@ A beacon never waits on a push: it writes Redis and answers. The pusher runs bes
 scheduled Lambda that ticks once a second for the length of its invocation, locally a thread),
 reads the summary of each community that has subscribers (one script call each), and posts
 `visitor_count_changed` / `visitor_divisions_updated` only when the numbers moved — so at most one
-message of each kind per second per community, however many beacons arrived in that second.
+message of each kind per second per community, however many beacons arrived in that second. A
+tick's posts go out together, concurrently (`BatchPoster`), so a second holds thousands of them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -90,6 +92,64 @@ class Poster(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What one connection gets at one tick, in this order."""
+
+    connection_id: str
+    messages: tuple[bytes, ...]
+
+
+class Outcome(Enum):
+    SENT = "sent"  # every message posted
+    GONE = "gone"  # the connection is gone (410): unsubscribe it
+    FAILED = "failed"  # a post failed otherwise (`reason`): the connection gets everything next tick
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    sent: int = 0  # messages of the delivery posted before it ended
+    reason: str = ""  # why it failed: `429 LimitExceededException`, `timeout`
+
+
+@runtime_checkable
+class BatchPoster(Protocol):
+    def post_all(self, deliveries: Sequence[Delivery]) -> list[Result]:
+        """Each delivery's messages one after the other, the deliveries concurrently (as many at a
+        time as the poster allows); one result per delivery, in the same order. Never raises for
+        one delivery's failure."""
+        ...
+
+
+class ThreadPoolPoster:
+    """A one-at-a-time `Poster` fanned out over a bounded pool of threads (the local WebSocket
+    gateway, test doubles); the management API adapter is a `BatchPoster` of its own."""
+
+    def __init__(self, poster: Poster, concurrency: int) -> None:
+        self._poster = poster
+        self._concurrency = max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def post_all(self, deliveries: Sequence[Delivery]) -> list[Result]:
+        if len(deliveries) <= 1 or self._concurrency == 1:
+            return [self._deliver(delivery) for delivery in deliveries]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="live-post")
+        return list(self._pool.map(self._deliver, deliveries))
+
+    def _deliver(self, delivery: Delivery) -> Result:
+        sent = 0
+        for message in delivery.messages:
+            try:
+                if not self._poster.post(delivery.connection_id, message):
+                    return Result(Outcome.GONE, sent)
+            except PostFailed as error:
+                return Result(Outcome.FAILED, sent, str(error))
+            sent += 1
+        return Result(Outcome.SENT, sent)
+
+
 @dataclass
 class PushReport:
     communities: int = 0  # communities pushed to (the most in one tick, for a whole run)
@@ -118,12 +178,19 @@ class LivePusher:
 
     tracker: SummaryReader
     registry: Subscriptions
-    poster: Poster
+    poster: Poster | BatchPoster
+    concurrency: int = 32  # posts in flight at once, for a one-at-a-time `Poster`
     # Who holds the lease: one pusher per execution environment, kept across its invocations, so an
     # invocation that gets the lease back from its own predecessor knows nobody else pushed since.
     identity: str = field(default_factory=lambda: uuid.uuid4().hex)
     _last: dict[str, dict[str, Any]] = field(default_factory=dict)
     _behind: dict[str, set[str]] = field(default_factory=dict)  # community -> connections that missed a post
+    _fanout: BatchPoster = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fanout = (
+            self.poster if isinstance(self.poster, BatchPoster) else ThreadPoolPoster(self.poster, self.concurrency)
+        )
 
     def forget(self) -> None:
         """Forgets what was pushed: after another pusher held the lease, the next tick sends everything."""
@@ -132,11 +199,12 @@ class LivePusher:
 
     def tick(self, now_ms: int) -> PushReport:
         """One round over every community with subscribers; posts only what changed (and everything
-        to the connections whose last post failed). Raises `LiveStateUnavailable` only when the list
-        of communities itself cannot be read."""
+        to the connections whose last post failed), every post of the tick in one concurrent batch.
+        Raises `LiveStateUnavailable` only when the list of communities itself cannot be read."""
         report = PushReport()
-        reasons: Counter[str] = Counter()
         unreadable: Counter[str] = Counter()
+        deliveries: list[Delivery] = []
+        owners: list[str | None] = []  # the community of each delivery (None: a reconnect notice)
         for community_id in self.registry.communities():
             try:
                 connections = self.registry.connections(community_id, now_ms)
@@ -152,22 +220,17 @@ class LivePusher:
                 continue
             report.communities += 1
             behind = self._behind.pop(community_id, set())
-            missed: set[str] = set()
             for connection_id in connections:
                 messages = everything if connection_id in behind else changed
-                try:
-                    for message in messages:
-                        if not self.poster.post(connection_id, message):
-                            self._prune(connection_id, report, unreadable)
-                            break
-                        report.messages += 1
-                except PostFailed as error:
-                    missed.add(connection_id)
-                    report.failed += 1
-                    reasons[str(error)] += 1
-            if missed:
-                self._behind[community_id] = missed
-        self._tell_to_reconnect(now_ms, report, unreadable)
+                if messages:
+                    deliveries.append(Delivery(connection_id, messages))
+                    owners.append(community_id)
+        notice = (SubscriptionExpired(timestamp=iso(now_ms)).model_dump_json().encode(),)
+        for connection_id in self._reconnects(unreadable):
+            deliveries.append(Delivery(connection_id, notice))
+            owners.append(None)
+        results = self._fanout.post_all(deliveries) if deliveries else []
+        reasons = self._account(deliveries, owners, results, report, unreadable)
         if reasons:
             # One line per tick, however many posts failed; no connection ids (lean logs).
             logger.warning(
@@ -180,27 +243,41 @@ class LivePusher:
             )
         return report
 
-    def _tell_to_reconnect(self, now_ms: int, report: PushReport, unreadable: Counter[str]) -> None:
+    def _account(
+        self,
+        deliveries: list[Delivery],
+        owners: list[str | None],
+        results: list[Result],
+        report: PushReport,
+        unreadable: Counter[str],
+    ) -> Counter[str]:
+        """Prunes the gone, remembers who missed a post, counts; returns the failures by reason."""
+        reasons: Counter[str] = Counter()
+        for delivery, community_id, result in zip(deliveries, owners, results, strict=True):
+            if community_id is None:  # a reconnect notice: gone or failed, a page still open pings again
+                report.reconnects += 1
+                continue
+            report.messages += result.sent
+            if result.outcome is Outcome.GONE:
+                report.pruned += 1
+                try:
+                    self.registry.unsubscribe(delivery.connection_id)
+                except LiveStateUnavailable as error:  # posted again next tick, 410 again, pruned then
+                    unreadable[_cause(error)] += 1
+            elif result.outcome is Outcome.FAILED:
+                self._behind.setdefault(community_id, set()).add(delivery.connection_id)
+                report.failed += 1
+                reasons[result.reason] += 1
+        return reasons
+
+    def _reconnects(self, unreadable: Counter[str]) -> list[str]:
         try:
-            connections = self.registry.take_reconnects()
+            return self.registry.take_reconnects()
         except LiveStateUnavailable as error:
             unreadable[_cause(error)] += 1
-            return
-        notice = SubscriptionExpired(timestamp=iso(now_ms)).model_dump_json().encode()
-        for connection_id in connections:
-            report.reconnects += 1
-            # Gone or failed: nothing more to do here; a page that is still open pings again.
-            with contextlib.suppress(PostFailed):
-                self.poster.post(connection_id, notice)
+            return []
 
-    def _prune(self, connection_id: str, report: PushReport, unreadable: Counter[str]) -> None:
-        report.pruned += 1
-        try:
-            self.registry.unsubscribe(connection_id)
-        except LiveStateUnavailable as error:  # posted again next tick, answered 410 again, pruned then
-            unreadable[_cause(error)] += 1
-
-    def _messages(self, community_id: str, now_ms: int) -> tuple[list[bytes], list[bytes]]:
+    def _messages(self, community_id: str, now_ms: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
         """(what changed since the last tick, the whole state)."""
         summary = self.tracker.get_summary(community_id, now_ms, timeline_minutes=1)
         stats = summary.stats
@@ -226,7 +303,7 @@ class LivePusher:
             if last.get(kind) != now:
                 last[kind] = now
                 changed.append(data)
-        return changed, everything
+        return tuple(changed), tuple(everything)
 
 
 def _cause(error: LiveStateUnavailable) -> str:

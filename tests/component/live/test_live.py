@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-from community_tracker.aws.connections import ManagementApiPoster
 from community_tracker.factories import reset_factories
 from community_tracker.live import Lease, LivePusher, run_pusher
 from community_tracker.models import Community
@@ -22,7 +18,7 @@ from infra.tokens import mint_token
 from live.handler import lambda_handler
 from tests.builders import SECOND, T0, anonymous, user, visit
 from tests.component.live.doubles import RecordingPoster
-from tests.helpers import LambdaContext, aws_error
+from tests.helpers import LambdaContext
 
 
 def ws_event(route_key: str, connection_id: str, **extra: Any) -> dict[str, Any]:
@@ -156,26 +152,6 @@ def test_gone_connections_are_pruned(community: Community, registry: ConnectionR
 
     assert report.pruned == 1
     assert registry.connections(cid, T0 + SECOND) == ["alive"]
-
-
-def test_management_api_poster_posts_and_reports_gone(function_env: None) -> None:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        region_name="us-east-1",
-        endpoint_url="https://abc123.execute-api.us-east-1.amazonaws.com/prod",
-    )
-    poster = ManagementApiPoster(client)
-
-    assert poster.post("conn-m", b'{"type": "visitor_count_changed"}') is True
-    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-    assert backend.connections["conn-m"].data == b'{"type": "visitor_count_changed"}'
-
-    # moto never answers 410, so the management API's GoneException is played by a hook
-    def gone(**_kwargs: Any) -> AWSResponse:
-        return aws_error(410, "GoneException")
-
-    client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", gone)
-    assert poster.post("conn-m", b"{}") is False
 
 
 def test_one_pusher_at_a_time_until_the_deadline(community: Community, registry: ConnectionRegistry) -> None:

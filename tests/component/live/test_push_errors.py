@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 
-from community_tracker.aws.connections import ManagementApiPoster
-from community_tracker.errors import PostFailed
 from community_tracker.factories import reset_factories
 from community_tracker.live import LivePusher, run_pusher
 from community_tracker.redis.live_state import get_tracker
@@ -20,7 +15,6 @@ from community_tracker.redis.subscriptions import ConnectionRegistry, get_subscr
 from infra.redis_servers import RedisProcess, start_redis
 from tests.builders import SECOND, T0, anonymous, visit
 from tests.component.live.doubles import FailingReader, RecordingPoster
-from tests.helpers import aws_error
 
 BOTH = ["visitor_count_changed", "visitor_divisions_updated"]
 
@@ -85,30 +79,6 @@ def test_a_redis_error_in_one_community_spares_the_others(community_id: str, reg
     assert after_outage == ([], BOTH)
     assert report.unavailable == 1
     assert poster.types(on_a) == BOTH  # read again at the next tick: nothing was lost
-
-
-@pytest.mark.parametrize(
-    ("status", "code"),
-    [(429, "LimitExceededException"), (403, "ForbiddenException"), (500, "InternalServerErrorException")],
-)
-def test_the_management_api_poster_names_a_failed_post(function_env: None, status: int, code: str) -> None:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        region_name="us-east-1",
-        endpoint_url="https://abc123.execute-api.us-east-1.amazonaws.com/prod",
-    )
-    reached: list[str] = []
-
-    def failing(**kwargs: Any) -> AWSResponse:
-        reached.append(kwargs["request"].url)  # the failure reached the client, not moto's answer
-        return aws_error(status, code)
-
-    client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", failing)
-
-    with pytest.raises(PostFailed, match=f"{status} {code}"):
-        ManagementApiPoster(client).post("conn-x", b"{}")
-    assert reached
-    assert all(url.endswith("/@connections/conn-x") for url in reached)
 
 
 def test_a_redis_outage_mid_run_skips_ticks_and_the_run_goes_on(
