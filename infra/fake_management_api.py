@@ -47,6 +47,9 @@ class FakeManagementApi:
     secret_key: str = "testing"  # noqa: S105 (a fake's fake credentials)
     token: str | None = "testing"  # noqa: S105
     check_signatures: bool = True
+    # Lean: every post answered 200 after the delay, nothing parsed beyond its length, nothing kept
+    # (the benchmark's fake, which must not compete with the pusher for the machine's CPU).
+    lean: bool = False
     # Per connection id: the status to answer (200 unless set), and a delay of its own.
     answers: dict[str, int] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
@@ -111,6 +114,12 @@ class FakeManagementApi:
         self.connections_opened += 1
         self._open.add(writer)
         try:
+            while self.lean:
+                head = await reader.readuntil(b"\r\n\r\n")
+                start = head.lower().find(b"content-length:") + 15
+                await reader.readexactly(int(head[start : head.find(b"\r\n", start)]) if start >= 15 else 0)
+                await asyncio.sleep(self.delay_s)
+                writer.write(_OK)
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -164,9 +173,12 @@ class FakeManagementApi:
         return parts.get("Signature") == expected and parts.get("Credential") == scope
 
 
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-amzn-RequestId: fake\r\n\r\n"
+
+
 def _response(status: int, error_type: str) -> bytes:
     if status == 200:
-        return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-amzn-RequestId: fake\r\n\r\n"
+        return _OK
     body = b'{"message": null}'
     return (
         f"HTTP/1.1 {status} Error\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -178,9 +190,9 @@ def main() -> None:
     """A fake of its own process: prints `ENDPOINT <url>`, then serves until killed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--delay-ms", type=float, default=30.0)
-    parser.add_argument("--no-signature-check", action="store_true")
+    parser.add_argument("--lean", action="store_true", help="answer 200 to every post, check and keep nothing")
     options = parser.parse_args()
-    api = FakeManagementApi(delay_s=options.delay_ms / 1000, check_signatures=not options.no_signature_check)
+    api = FakeManagementApi(delay_s=options.delay_ms / 1000, check_signatures=not options.lean, lean=options.lean)
 
     async def serve() -> None:
         await api._serve()

@@ -43,8 +43,13 @@ class SigV4Signer:
         self._service, self._region = service, region
         self._keys: dict[tuple[str, str], bytes] = {}
 
+    @staticmethod
+    def canonical_path(path: str) -> str:
+        """The path as signed: the (already encoded) path encoded once more, as for every service but S3."""
+        return quote(path, safe="/~")
+
     def headers(
-        self, *, host: str, path: str, payload_sha256: str, credentials: ReadOnlyCredentials, amz_date: str
+        self, *, host: str, canonical_path: str, payload_sha256: str, credentials: ReadOnlyCredentials, amz_date: str
     ) -> list[tuple[str, str]]:
         day = amz_date[:8]
         token = credentials.token
@@ -53,7 +58,7 @@ class SigV4Signer:
         canonical_headers = f"host:{host}\nx-amz-date:{amz_date}\n" + (
             f"x-amz-security-token:{token}\n" if token else ""
         )
-        canonical = f"POST\n{quote(path, safe='/~')}\n\n{canonical_headers}\n{signed}\n{payload_sha256}"
+        canonical = f"POST\n{canonical_path}\n\n{canonical_headers}\n{signed}\n{payload_sha256}"
         scope = f"{day}/{self._region}/{self._service}/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._key(secret, day), to_sign.encode(), hashlib.sha256).hexdigest()
@@ -169,11 +174,12 @@ class ManagementApiPoster:
 
     async def _deliver(self, delivery: Delivery, credentials: ReadOnlyCredentials, hashes: dict[bytes, str]) -> Result:
         path = self._prefix + quote(delivery.connection_id, safe="")
+        canonical_path = SigV4Signer.canonical_path(path)
         sent = 0
         for data in delivery.messages:
             payload_sha256 = hashes.get(data) or hashes.setdefault(data, hashlib.sha256(data).hexdigest())
             try:
-                status, error_type = await self._post(path, data, payload_sha256, credentials)
+                status, error_type = await self._post(path, canonical_path, data, payload_sha256, credentials)
             except _NoAnswer as failure:
                 return Result(Outcome.FAILED, sent, str(failure))
             if status == GONE:
@@ -184,11 +190,15 @@ class ManagementApiPoster:
         return Result(Outcome.SENT, sent)
 
     async def _post(
-        self, path: str, data: bytes, payload_sha256: str, credentials: ReadOnlyCredentials
+        self, path: str, canonical_path: str, data: bytes, payload_sha256: str, credentials: ReadOnlyCredentials
     ) -> tuple[int, str]:
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         signed = self._signer.headers(
-            host=self._host, path=path, payload_sha256=payload_sha256, credentials=credentials, amz_date=amz_date
+            host=self._host,
+            canonical_path=canonical_path,
+            payload_sha256=payload_sha256,
+            credentials=credentials,
+            amz_date=amz_date,
         )
         head = f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Length: {len(data)}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in signed)

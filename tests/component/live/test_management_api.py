@@ -172,7 +172,7 @@ def test_the_signer_signs_as_botocore_does(monkeypatch: pytest.MonkeyPatch, toke
 
     ours = SigV4Signer("execute-api", "ca-central-1").headers(
         host="abc123.execute-api.ca-central-1.amazonaws.com",
-        path="/live/@connections/L0SM9cOFvHcCIhw%3D",
+        canonical_path=SigV4Signer.canonical_path("/live/@connections/L0SM9cOFvHcCIhw%3D"),
         payload_sha256=hashlib.sha256(body).hexdigest(),
         credentials=ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token),
         amz_date="20310305T120007Z",
