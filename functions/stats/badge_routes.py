@@ -1,4 +1,11 @@
-"""The public live count for an embeddable widget, only when public counts are enabled."""
+"""The public live count for an embeddable widget, only when public counts are enabled.
+
+This is how a community page shows "N people here" to every visitor: one short-lived answer that a
+CDN keeps and shares for 5 s (`s-maxage`), so the origin sees one request per edge location every
+5 s whatever the number of viewers, instead of one WebSocket post per viewer per change (README,
+"Counts for everyone, push for dashboards"). It is the same for every caller (no token is read),
+and varies only with the Origin (its CORS grant) and the `format` query parameter.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from community_tracker.settings import get_settings
 from stats.schemas import Badge
 
 router = http_router()
-PUBLIC_CACHE = "public, max-age=10"
+PUBLIC_CACHE = "public, max-age=5, s-maxage=5"
 
 
 def badge_svg(count: int) -> str:
@@ -56,7 +63,7 @@ def get_badge(
         raise ApiError(HTTPStatus.NOT_FOUND, "not_enabled", "public counts are not enabled")
     cid = registered_community(community_id, get_stores().communities).community_id
     count = get_tracker().get_visitor_stats(cid, request_time_ms(router.current_event)).total_visitors
-    headers = {"Cache-Control": PUBLIC_CACHE}
+    headers = {"Cache-Control": PUBLIC_CACHE, "Vary": "Origin"}
     if format == "svg":
         return Response(status_code=HTTPStatus.OK, content_type="image/svg+xml", body=badge_svg(count), headers=headers)
     return json_response(HTTPStatus.OK, Badge(community_id=cid, current_count=count), headers)
