@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import cleanup_pass, cold_start, handler_ingest, http_gateway, ingest, reads
+from benchmarks import cleanup_pass, cold_start, fanout, handler_ingest, http_gateway, ingest, reads
 from benchmarks.harness import Figure, product_client, progress, redis_server
 
 LATEST = Path(__file__).resolve().parent / "latest.json"
@@ -87,6 +87,8 @@ def main() -> int:
         figures += cold_start.run(url)
         _fresh(url, "figure 6: HTTP end to end through the local gateway")
         figures += http_gateway.run(url, handler_rate)
+        _fresh(url, "figure 7: live push, one tick to 5,000 subscribers over a fake management API")
+        figures += fanout.run(url)
     print(table(figures), flush=True)
     write_json(figures)
     missed = [f.name for f in figures if f.met is False]

@@ -26,11 +26,12 @@ from community_tracker.errors import (
     UnknownCommunity,
 )
 from community_tracker.identity import get_token_verifier
+from community_tracker.live import SubscriptionExpired
 from community_tracker.models import COMMUNITY_ID_PATTERN
 from community_tracker.observability import logger, tracer
 from community_tracker.redis.subscriptions import get_subscriptions
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import system_clock
+from community_tracker.timeutil import iso, system_clock
 
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
 
@@ -90,7 +91,11 @@ def _route(event: dict[str, Any]) -> dict[str, Any]:
                 action = None
             if action != "ping":
                 return _answer(400, 'send {"action": "ping"} to stay subscribed')
-            return _answer(200 if registry.touch(connection_id, now_ms) else 410, "unknown connection")
+            if registry.touch(connection_id, now_ms):
+                return _answer(200)
+            # What the pusher will also post to it (a browser sees a `$default` answer only when
+            # the route has a route response): the page opens a new connection.
+            return {"statusCode": 410, "body": SubscriptionExpired(timestamp=iso(now_ms)).model_dump_json()}
 
 
 @logger.inject_lambda_context

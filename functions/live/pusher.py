@@ -7,8 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from community_tracker.aws.clients import aws_client_at
-from community_tracker.aws.connections import ManagementApiPoster
+from community_tracker.aws.connections import management_api_poster
 from community_tracker.factories import cached_factory
 from community_tracker.live import LivePusher, run_pusher
 from community_tracker.observability import count, logger, metrics, tracer
@@ -20,16 +19,31 @@ from community_tracker.timeutil import system_clock
 
 @cached_factory
 def get_pusher() -> LivePusher:
-    """Kept for the life of the execution environment, with what it last pushed."""
-    management = aws_client_at("apigatewaymanagementapi", get_settings().websocket_endpoint)
-    return LivePusher(get_tracker(), get_subscriptions(), ManagementApiPoster(management))
+    """Kept for the life of the execution environment, with what it last pushed and its open
+    connections to the management API."""
+    return LivePusher(get_tracker(), get_subscriptions(), management_api_poster(get_settings()))
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 (Lambda's signature)
-    report = run_pusher(get_pusher(), clock=system_clock, time_left_ms=context.get_remaining_time_in_millis)
+    report = run_pusher(
+        get_pusher(),
+        clock=system_clock,
+        time_left_ms=context.get_remaining_time_in_millis,
+        lease_ms=get_settings().live_lease_ms,
+    )
     count("LiveMessagesPosted", report.messages)
     count("LiveConnectionsPruned", report.pruned)
-    return {"messages": report.messages, "pruned": report.pruned, "communities": report.communities}
+    count("LivePostsFailed", report.failed)
+    count("LiveStateUnavailable", report.unavailable)
+    count("LivePushWaitedTicks", report.waited)
+    return {
+        "messages": report.messages,
+        "pruned": report.pruned,
+        "failed": report.failed,
+        "unavailable": report.unavailable,
+        "waited": report.waited,
+        "communities": report.communities,
+    }

@@ -1,5 +1,12 @@
 """The public live count for an embeddable widget, only when public counts are enabled; counts
-below `VT_BADGE_MIN_COUNT` show as "fewer than N"."""
+below `VT_BADGE_MIN_COUNT` show as "fewer than N".
+
+This is how a community page shows "N people here" to every visitor: one short-lived answer that a
+CDN keeps and shares for 5 s (`s-maxage`), so the origin sees one request per edge location every
+5 s whatever the number of viewers, instead of one WebSocket post per viewer per change (README,
+"Counts for everyone, push for dashboards"). It is the same for every caller (no token is read),
+and varies only with the Origin (its CORS grant) and the `format` query parameter.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from community_tracker.settings import get_settings
 from stats.schemas import Badge
 
 router = http_router()
-PUBLIC_CACHE = "public, max-age=10"
+PUBLIC_CACHE = "public, max-age=5, s-maxage=5"
 
 
 def badge_of(community_id: str, count: int, min_count: int) -> Badge:
@@ -68,7 +75,7 @@ def get_badge(
     cid = registered_community(community_id, get_stores().communities).community_id
     count = get_tracker().get_visitor_stats(cid, request_time_ms(router.current_event)).total_visitors
     shown = badge_of(cid, count, get_settings().badge_min_count)
-    headers = {"Cache-Control": PUBLIC_CACHE}
+    headers = {"Cache-Control": PUBLIC_CACHE, "Vary": "Origin"}
     if format == "svg":
         return Response(
             status_code=HTTPStatus.OK, content_type="image/svg+xml", body=badge_svg(shown.label), headers=headers

@@ -62,3 +62,9 @@ class InvalidShareLink(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PostFailed(Exception):
+    """A post to a WebSocket connection failed for another reason than the connection being gone
+    (throttled, refused, a server error, a timeout): the pusher tries that connection again at its
+    next tick. The message names the reason (`429 LimitExceededException`, `timeout`)."""

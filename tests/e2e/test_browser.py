@@ -4,13 +4,14 @@ numbers and follows them live over the WebSocket."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, sync_playwright
 
 from tests.e2e.conftest import BROWSER_UA, LocalSystem
 from tests.e2e.test_local_run import bearer, register
@@ -120,4 +121,34 @@ def test_stats_page_shows_the_numbers_and_updates_live(
     stats.wait_for_timeout(300)
     stats.screenshot(path=str(artifacts_dir / "stats-page.png"), full_page=True)
     for page in (first, second, stats):
+        page.close()
+
+
+def test_stats_page_subscribes_again_when_told_its_subscription_expired(
+    local_system: LocalSystem, context: BrowserContext
+) -> None:
+    community_id = register(local_system, division="quebec")
+    sockets: list[WebSocketRoute] = []
+
+    def through(socket: WebSocketRoute) -> None:  # the page's sockets, passed through to the local run
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    stats = context.new_page()
+    stats.route_web_socket(re.compile(r"^ws://"), through)
+    stats.goto(f"{local_system.base}/stats.html?community={community_id}&ws=ws://localhost:{local_system.ws_port}")
+    stats.wait_for_function("document.getElementById('status').className === 'live'")
+
+    # What the pusher posts to a socket whose subscription is gone (a ping nobody knew)
+    sockets[0].send('{"type": "subscription_expired", "timestamp": "2031-03-05T12:00:00.000Z"}')
+
+    for _ in range(50):  # Playwright runs the route handler while the page is waited on, not in time.sleep
+        if len(sockets) == 2:
+            break
+        stats.wait_for_timeout(100)
+    assert len(sockets) == 2  # a new connection within 5 s, not the 15 s retry after a drop
+    stats.wait_for_function("document.getElementById('status').className === 'live'")
+    visitor = open_community_page(context, local_system, community_id)
+    stats.wait_for_function("document.getElementById('total').textContent === '1'", timeout=15_000)
+    for page in (visitor, stats):
         page.close()

@@ -118,7 +118,9 @@ def index_key(shard: int) -> str:
 
 CLEANUP_CURSOR_KEY = "vt:cleanup:next-shard"
 LIVE_COMMUNITIES_KEY = "{vt:live}:communities"  # zset: community with subscribers -> last subscription
-PUSHER_LOCK_KEY = "{vt:live}:pusher"
+PUSHER_LOCK_KEY = "{vt:live}:pusher"  # string: "holder expires_ms", the pusher's lease
+LIVE_RECONNECT_KEY = "{vt:live}:reconnect"  # zset: connection that pinged without a subscription -> when
+RECONNECT_KEY_MS = 10 * 60_000  # outlives the pusher's absence; refreshed by each such ping
 ALERTS_LOCK_KEY = "{vt:alerts}:lock"  # one alert pass at a time
 
 

@@ -5,45 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-from community_tracker.aws.connections import ManagementApiPoster
 from community_tracker.factories import reset_factories
-from community_tracker.live import LivePusher, run_pusher
+from community_tracker.live import Lease, LivePusher, run_pusher
 from community_tracker.models import Community
 from community_tracker.redis.keys import SUBSCRIPTION_IDLE_MS
 from community_tracker.redis.live_state import get_tracker
-from community_tracker.redis.subscriptions import ConnectionRegistry, get_subscriptions
+from community_tracker.redis.subscriptions import ConnectionRegistry
 from community_tracker.settings import get_settings
 from infra.tokens import mint_token
 from live.handler import lambda_handler
 from tests.builders import SECOND, T0, anonymous, user, visit
-from tests.helpers import LambdaContext, aws_error
-
-
-class RecordingPoster:
-    """Keeps what would be sent; connections listed in `gone` answer like a 410."""
-
-    def __init__(self, gone: set[str] | None = None) -> None:
-        self.sent: dict[str, list[dict[str, Any]]] = {}
-        self.gone = gone or set()
-
-    def post(self, connection_id: str, data: bytes) -> bool:
-        if connection_id in self.gone:
-            return False
-        self.sent.setdefault(connection_id, []).append(json.loads(data))
-        return True
-
-    def types(self, connection_id: str) -> list[str]:
-        return [m["type"] for m in self.sent.get(connection_id, [])]
-
-
-@pytest.fixture
-def registry(function_env: None) -> ConnectionRegistry:
-    return get_subscriptions()
+from tests.component.live.doubles import RecordingPoster
+from tests.helpers import LambdaContext
 
 
 def ws_event(route_key: str, connection_id: str, **extra: Any) -> dict[str, Any]:
@@ -179,26 +154,6 @@ def test_gone_connections_are_pruned(community: Community, registry: ConnectionR
     assert registry.connections(cid, T0 + SECOND) == ["alive"]
 
 
-def test_management_api_poster_posts_and_reports_gone(function_env: None) -> None:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        region_name="us-east-1",
-        endpoint_url="https://abc123.execute-api.us-east-1.amazonaws.com/prod",
-    )
-    poster = ManagementApiPoster(client)
-
-    assert poster.post("conn-m", b'{"type": "visitor_count_changed"}') is True
-    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-    assert backend.connections["conn-m"].data == b'{"type": "visitor_count_changed"}'
-
-    # moto never answers 410, so the management API's GoneException is played by a hook
-    def gone(**_kwargs: Any) -> AWSResponse:
-        return aws_error(410, "GoneException")
-
-    client.meta.events.register("before-send.apigatewaymanagementapi.PostToConnection", gone)
-    assert poster.post("conn-m", b"{}") is False
-
-
 def test_one_pusher_at_a_time_until_the_deadline(community: Community, registry: ConnectionRegistry) -> None:
     clock = {"ms": T0}
     sleeps: list[float] = []
@@ -207,14 +162,18 @@ def test_one_pusher_at_a_time_until_the_deadline(community: Community, registry:
         sleeps.append(seconds)
         clock["ms"] += int(seconds * 1000) or 1000
 
+    registry.subscribe(f"{community.community_id}-c", community.community_id, T0)
+    get_tracker().add_visitor(visit(community.community_id, anonymous("s")), T0)
     pusher = LivePusher(get_tracker(), registry, RecordingPoster())
-    assert registry.acquire_pusher_lock("someone-else", ttl_ms=60_000)
-    blocked = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: 60_000, sleep=sleep)
-    registry.release_pusher_lock("someone-else")
-
+    assert registry.hold_pusher_lease("someone-else", T0, 60_000) is Lease.TAKEN
     deadline = T0 + 10_000
-    run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+    blocked = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+    registry.release_pusher_lease("someone-else")
 
-    assert blocked.messages == 0
-    assert sleeps == [1.0] * 8  # ticks once a second, stops with the 2 s margin
-    assert registry.acquire_pusher_lock("next", ttl_ms=1000)  # the lock was released
+    deadline = clock["ms"] + 10_000
+    pushed = run_pusher(pusher, clock=lambda: clock["ms"], time_left_ms=lambda: deadline - clock["ms"], sleep=sleep)
+
+    assert (blocked.messages, blocked.waited) == (0, 8)  # waited for the lease the whole run
+    assert (pushed.messages, pushed.waited) == (2, 0)
+    assert sleeps == [1.0] * 16  # ticks once a second, stops with the 2 s margin
+    assert registry.hold_pusher_lease("next", clock["ms"], 5000) is Lease.TAKEN  # the lease was released

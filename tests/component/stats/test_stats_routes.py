@@ -373,7 +373,7 @@ def test_badge_exists_only_with_public_counts(busy: Community, monkeypatch: pyte
     as_svg = badge(busy, "format=svg")
 
     assert as_json.json() == {"community_id": busy.community_id, "current_count": 3, "fewer_than": None, "label": "3"}
-    assert as_json.headers["cache-control"] == "public, max-age=10"
+    assert as_json.headers["cache-control"] == "public, max-age=5, s-maxage=5"  # test_badge_cache.py
     assert as_svg.headers["content-type"] == "image/svg+xml"
     assert ">3</text>" in as_svg.body
 
