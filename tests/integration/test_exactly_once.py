@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 from redis import Redis
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.factories import reset_factories
