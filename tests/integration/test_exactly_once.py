@@ -368,3 +368,57 @@ def _wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError("the cluster did not recover in time")
+
+
+# -- failovers and a directory outage -------------------------------------------------------------
+
+
+def test_a_demoted_node_answers_503_then_serves_again_once_promoted(single_node: RedisProcess, tmp_path: Path) -> None:
+    [community] = register("demoted")
+    primary = start_redis(tmp_path / "primary")
+    node = single_node.client()
+    try:
+        # Given the node the functions use demoted to a replica by a failover (READONLY)
+        node.replicaof("127.0.0.1", primary.port)
+        demoted = page_view(community, "evt-demoted-001", None, T0)
+        # When it is promoted again (or the endpoint points at the new primary)
+        node.replicaof("NO", "ONE")
+        promoted = page_view(community, "evt-demoted-002", None, T0 + SECOND)
+    finally:
+        node.close()
+        primary.stop()
+
+    # Then the refusal is the documented 503, and the client recovers by itself
+    assert (demoted, promoted) == (503, 200)
+
+
+def test_a_directory_outage_past_the_cache_keeps_known_communities_counting(
+    single_node: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VT_COMMUNITY_CACHE_SECONDS", "0")  # every lookup is past the cache
+    reset_factories()
+    [known] = register("known-community")
+    assert page_view(known, "evt-known-0001", None, T0) == 200  # looked up once, while DynamoDB was up
+    client = get_stores().visits._table.meta.client
+    calls: list[str] = []
+
+    def down(**_kwargs: Any) -> Any:
+        calls.append("GetItem")
+        return aws_error(500, "InternalServerError", json_type=DYNAMODB_ERROR_TYPE)
+
+    client.meta.events.register_first("before-send.dynamodb.GetItem", down)
+    try:
+        started = time.monotonic()
+        known_answers = [page_view(known, f"evt-known-{i:04d}", None, T0 + i) for i in range(1, 6)]
+        elapsed = time.monotonic() - started
+        unseen = beacon("never-seen", {"url": "https://x/"}, now_ms=T0 + 10)
+    finally:
+        client.meta.events.unregister("before-send.dynamodb.GetItem", down)
+
+    # Then a known community keeps counting (served from the last lookup, not asked again for a
+    # back-off), quickly; a community never seen is a 503, not a 404 or a 500
+    assert known_answers == [200] * 5
+    assert elapsed < 3, elapsed
+    assert 0 < len(calls) <= 4  # the failure reached the code, and the back-off spared the rest
+    assert unseen.status == 503
+    assert unseen.json()["error"]["code"] == "directory_unavailable"

@@ -9,7 +9,7 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.credentials import CredentialProvider
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 from redis.retry import Retry
 
 from community_tracker.aws.secrets import redis_credentials
@@ -40,24 +40,31 @@ class SecretCredentials(CredentialProvider):
 
 
 def create_redis_client(settings: Settings) -> RedisClient:
-    """A client that reconnects by itself: a couple of quick retries, then the error surfaces.
+    """A client that reconnects by itself: one quick retry, then the error surfaces.
 
-    Timeouts are short because a beacon must answer fast; the caller decides what a Redis outage
-    means (README, "Beacon API": authenticated visits are still written to DynamoDB).
+    Timeouts are short because a beacon must answer 503 well inside the function's 10 s timeout
+    (README, "Deploying": the timeout budget: 1 s socket timeout, one retry); the caller decides
+    what a Redis outage means (authenticated visits are still written to DynamoDB). Retrying is
+    safe: every page view carries an event id, so a script that ran before its answer was lost
+    counts once. `READONLY` (a node demoted by a failover) drops the connection and retries, so a
+    client whose endpoint now points at the new primary reconnects to it by itself.
     """
     timeout = settings.redis_socket_timeout_seconds
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
     }
     if settings.redis_auth_secret:
         options["credential_provider"] = SecretCredentials(settings.redis_auth_secret, settings.secret_max_age_seconds)
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, **options)
     return Redis.from_url(
-        settings.redis_url, retry_on_error=[ConnectionError, TimeoutError], health_check_interval=30, **options
+        settings.redis_url,
+        retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError],
+        health_check_interval=30,
+        **options,
     )
 
 
