@@ -319,7 +319,12 @@ def test_a_killed_redis_or_emulator_is_restarted_with_table_and_seeds() -> None:
         assert anonymous_beacon_and_read_work()
 
         os.kill(first.redis_pid, signal.SIGKILL)
-        eventually(anonymous_beacon_and_read_work, timeout=30)
+
+        def restarted() -> bool:
+            state = read_state(state_path(system.port))
+            return state is not None and state.redis_pid != first.redis_pid and anonymous_beacon_and_read_work()
+
+        eventually(restarted, timeout=30)
         second = read_state(state_path(system.port))
         assert second is not None
         assert second.redis_pid not in {None, first.redis_pid}
