@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,7 +13,7 @@ from community_tracker.aws.alert_stores import get_alert_history, get_alert_rule
 from community_tracker.aws.events import get_publisher
 from community_tracker.observability import count, logger, metrics, tracer
 from community_tracker.redis.alert_state import get_alert_state_store
-from community_tracker.timeutil import system_clock, to_ms
+from community_tracker.timeutil import scheduled_time_ms
 
 
 def run_alerts(now_ms: int) -> AlertReport:
@@ -28,22 +27,11 @@ def run_alerts(now_ms: int) -> AlertReport:
     )
 
 
-def _scheduled_time(event: dict[str, Any]) -> int:
-    """The schedule's own time (`time` of the EventBridge event), else the wall clock."""
-    stamp = event.get("time")
-    if isinstance(stamp, str):
-        try:
-            return to_ms(datetime.fromisoformat(stamp))
-        except ValueError:
-            logger.warning("unreadable event time, using the clock")
-    return system_clock()
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 (Lambda's signature)
-    report = run_alerts(_scheduled_time(event))
+    report = run_alerts(scheduled_time_ms(event))
     count("AlertsFired", len(report.fired))
     count("AlertCommunitiesEvaluated", report.communities)
     logger.info("alert pass", extra={"communities": report.communities, "fired": report.fired, "ended": report.ended})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -14,7 +13,7 @@ from community_tracker.cleanup import CleanupReport, run_cleanup_pass
 from community_tracker.observability import count, logger, metrics, tracer
 from community_tracker.redis.cleanup_index import get_cleanup_index
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import system_clock, to_ms
+from community_tracker.timeutil import scheduled_time_ms, system_clock
 
 
 def run_pass(now_ms: int, time_left_ms: Callable[[], int]) -> CleanupReport:
@@ -35,22 +34,11 @@ def run_pass_now() -> CleanupReport:
     return run_pass(system_clock(), lambda: deadline - system_clock())
 
 
-def _scheduled_time(event: dict[str, Any]) -> int:
-    """The schedule's own time (`time` of the EventBridge event), else the wall clock."""
-    stamp = event.get("time")
-    if isinstance(stamp, str):
-        try:
-            return to_ms(datetime.fromisoformat(stamp))
-        except ValueError:
-            logger.warning("unreadable event time, using the clock")
-    return system_clock()
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = run_pass(_scheduled_time(event), context.get_remaining_time_in_millis)
+    report = run_pass(scheduled_time_ms(event), context.get_remaining_time_in_millis)
     count("StaleVisitorsRemoved", report.stale_removed)
     count("CommunitiesScanned", report.communities_scanned)
     count("PeakRollupsWritten", report.rollups_written)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -37,7 +36,6 @@ from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import iso
 from track_visit.schemas import (
-    DebugExplanation,
     HeartbeatAnswer,
     LeaveAnswer,
     NotCounted,
@@ -67,7 +65,7 @@ BOT_ANSWER = {202: json_answer("Accepted, not counted (bot)", NotCounted)}
 
 
 def _answer_or_explanation(description: str, model: type[BaseModel]) -> dict[int, OpenAPIResponse]:
-    return {200: {"description": description, "content": {"application/json": {"model": model | DebugExplanation}}}}
+    return {200: {"description": description, "content": {"application/json": {"model": model | Explained}}}}
 
 
 def _now_ms() -> int:
@@ -134,7 +132,7 @@ def _not_recorded(result: Dropped | Explained) -> Response[Any]:
     """The one mapping of a beacon that was not (fully) recorded to its answer."""
     match result:
         case Explained():
-            return json_response(HTTPStatus.OK, DebugExplanation(**asdict(result)))
+            return json_response(HTTPStatus.OK, result)
         case Dropped(reason="rate_limited"):
             count_dropped("rate_limited")
             return error_response(

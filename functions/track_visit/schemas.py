@@ -63,18 +63,6 @@ class NotCounted(BaseModel):
     history_recorded: bool = False
 
 
-class DebugExplanation(BaseModel):
-    """`?debug=1`: what the beacon would do, with nothing written."""
-
-    would_count: bool
-    reason: str | None
-    visitor: Literal["authenticated", "anonymous"]
-    visitor_division: str | None
-    community_division: str | None
-    is_cross_division: bool
-    merges_anonymous_entry: bool
-
-
 class CommunityBody(BaseModel):
     slug: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=200)

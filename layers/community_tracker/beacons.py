@@ -22,6 +22,7 @@ from community_tracker.models import (
     AddVisitorResult,
     Community,
     DropReason,
+    Frozen,
     Visit,
     VisitEvent,
     VisitMetadata,
@@ -107,9 +108,8 @@ class Dropped:
     history_recorded: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Explained:
-    """`?debug=1`: what the beacon would do; nothing was written or counted."""
+class Explained(Frozen):
+    """`?debug=1`: what the beacon would do; nothing was written or counted (also the answer)."""
 
     would_count: bool
     reason: str | None

@@ -7,7 +7,7 @@ property-based model can move the clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -103,3 +103,15 @@ def _hour(hour_number: int) -> str:
 def seconds(ms: int) -> int:
     """Epoch seconds (Redis EXPIREAT) of epoch milliseconds."""
     return ms // 1000
+
+
+def scheduled_time_ms(event: Mapping[str, object], clock: Clock = system_clock) -> int:
+    """When a scheduled invocation was due: the EventBridge event's own `time` (so a pass that
+    starts late still works on its minute), else the clock."""
+    stamp = event.get("time")
+    if isinstance(stamp, str):
+        try:
+            return to_ms(datetime.fromisoformat(stamp))
+        except ValueError:
+            pass
+    return clock()

@@ -46,7 +46,8 @@ class Contract:
 
 @dataclass(frozen=True, slots=True)
 class CommunityState(Contract):
-    """KEYS[1..8] of every community script (the prelude, `community.lua`)."""
+    """KEYS[1..8] of every community script (the prelude, `community.lua`); the contracts of
+    scripts with keys of their own extend it, so their fields follow these."""
 
     script: ClassVar[str] = "community"
     live: str
@@ -60,16 +61,8 @@ class CommunityState(Contract):
 
 
 @dataclass(frozen=True, slots=True)
-class RecordKeys(Contract):
+class RecordKeys(CommunityState):
     script: ClassVar[str] = "record"
-    live: str
-    visitors: str
-    counts: str
-    divisions: str
-    pairs: str
-    conns: str
-    conn_people: str
-    present: str
     peak_day: str
     peak_week: str
     peak_month: str
@@ -133,16 +126,8 @@ class RemoveArgs(Contract):
 
 
 @dataclass(frozen=True, slots=True)
-class PruneKeys(Contract):
+class PruneKeys(CommunityState):
     script: ClassVar[str] = "prune"
-    live: str
-    visitors: str
-    counts: str
-    divisions: str
-    pairs: str
-    conns: str
-    conn_people: str
-    present: str
     series: str
     closed_peak_yesterday: str
     closed_peak_day_before: str
