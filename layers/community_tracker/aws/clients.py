@@ -48,11 +48,3 @@ def dynamodb_resource() -> DynamoDBServiceResource:
 @cached_factory
 def aws_client(service: str) -> Any:
     return boto3.client(service, **_session_kwargs(get_settings(), service))  # type: ignore[call-overload]
-
-
-def aws_client_at(service: str, endpoint_url: str | None) -> Any:
-    """A client for an endpoint of its own (the API Gateway management API of one stage)."""
-    kwargs = _session_kwargs(get_settings(), service)
-    if endpoint_url:
-        kwargs["endpoint_url"] = endpoint_url
-    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
