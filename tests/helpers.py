@@ -102,7 +102,9 @@ class _RawBody:
         return self._body
 
 
-def aws_error(status: int, code: str, *, json_type: str | None = None) -> AWSResponse:
+def aws_error(
+    status: int, code: str, *, json_type: str | None = None, extra: dict[str, Any] | None = None
+) -> AWSResponse:
     """An AWS error answer for a `before-send` hook, so botocore's real retry and error handling
     see it: `json_type` is DynamoDB's `__type` prefix; otherwise the code goes in x-amzn-ErrorType."""
     headers = HTTPHeaders()
@@ -110,7 +112,7 @@ def aws_error(status: int, code: str, *, json_type: str | None = None) -> AWSRes
         headers["x-amzn-ErrorType"] = code
         body = {"message": code}
     else:
-        body = {"__type": f"{json_type}#{code}", "message": "injected"}
+        body = {"__type": f"{json_type}#{code}", "message": "injected", **(extra or {})}
     return AWSResponse("https://aws.test", status, headers, _RawBody(json.dumps(body).encode()))
 
 

@@ -422,3 +422,63 @@ def test_a_directory_outage_past_the_cache_keeps_known_communities_counting(
     assert 0 < len(calls) <= 4  # the failure reached the code, and the back-off spared the rest
     assert unseen.status == 503
     assert unseen.json()["error"]["code"] == "directory_unavailable"
+
+
+def test_the_same_visit_written_at_once_by_many_is_stored_once_and_none_fails(emulated_aws: str) -> None:
+    # Given a page view and its retries arriving at the same time (another process, a second tab)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from community_tracker.models import VisitEvent, VisitMetadata
+
+    event = VisitEvent(
+        event_id="evt-race-000001",
+        user_id="u-race",
+        timestamp="2031-03-05T12:00:00.000Z",
+        metadata=VisitMetadata(
+            community_id="race",
+            community_slug="race",
+            visitor_division_id=None,
+            community_division_id="quebec",
+            is_cross_division=False,
+            is_authenticated=True,
+            url="https://x/",
+            referrer=None,
+        ),
+    )
+    store = get_stores().visits
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _i: store.put_visit(event), range(16)))
+
+    # Then exactly one write took it and the others were told it was there; none failed
+    assert results.count(True) == 1
+    assert stored("race") == Counter({"evt-race-000001": 1})
+
+
+def test_a_transaction_conflict_with_a_concurrent_retry_is_waited_out(single_node: RedisProcess) -> None:
+    # Given DynamoDB cancelling the visit's transaction once for a conflict (another request
+    # writing the same guard at that moment), as it does for concurrent transactions on one item
+    [community] = register("conflicted")
+    client = get_stores().visits._table.meta.client
+    conflicts: list[int] = []
+
+    def conflict_once(**_kwargs: Any) -> Any:
+        if conflicts:
+            return None
+        conflicts.append(1)
+        return aws_error(
+            400,
+            "TransactionCanceledException",
+            json_type=DYNAMODB_ERROR_TYPE,
+            extra={"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+        )
+
+    client.meta.events.register_first("before-send.dynamodb.TransactWriteItems", conflict_once)
+    try:
+        answer = page_view(community, "evt-conflict-01", "u-conflict", T0)
+    finally:
+        client.meta.events.unregister("before-send.dynamodb.TransactWriteItems", conflict_once)
+
+    # Then the write is tried again and the visit kept: a 200, not a 503
+    assert conflicts == [1]
+    assert answer == 200
+    assert stored(community.community_id) == Counter({"evt-conflict-01": 1})

@@ -39,14 +39,16 @@ _EVENT = "EVENT"
 EVENT_GUARD_SECONDS = 8 * 86_400
 
 
-def _conditional_check_failed(error: ClientError) -> bool:
+CONFLICT_ATTEMPTS = 3
+
+
+def _cancelled_for(error: ClientError, reason: str) -> bool:
+    """Whether a write failed for `reason` (a transaction's cancellation reasons name it)."""
     code = error.response["Error"]["Code"]
-    if code == "ConditionalCheckFailedException":
+    if code == f"{reason}Exception":
         return True
     reasons = error.response.get("CancellationReasons") or []
-    return code == "TransactionCanceledException" and any(
-        reason.get("Code") == "ConditionalCheckFailed" for reason in reasons
-    )
+    return code == "TransactionCanceledException" and any(r.get("Code") == reason for r in reasons)
 
 
 _AWS_ERRORS = (ClientError, BotoCoreError)
@@ -246,13 +248,20 @@ class DynamoVisitStore:
             {"Put": {"TableName": self._table.name, "Item": new, "ConditionExpression": "attribute_not_exists(PK)"}}
             for new in (guard, item)
         ]
-        try:
-            self._table.meta.client.transact_write_items(TransactItems=puts)  # type: ignore[arg-type]
-        except ClientError as error:
-            if _conditional_check_failed(error):
-                return False
-            raise
-        return True
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                self._table.meta.client.transact_write_items(TransactItems=puts)  # type: ignore[arg-type]
+            except ClientError as error:
+                if _cancelled_for(error, "ConditionalCheckFailed"):
+                    return False
+                # Another request is writing the same guard this instant (a racing retry): once
+                # it is done, this one finds the guard and is a duplicate, or takes it.
+                if not _cancelled_for(error, "TransactionConflict") or attempt == CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+            else:
+                return True
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def community_visits(self, community_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
         """Newest first."""
