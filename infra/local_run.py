@@ -1,10 +1,11 @@
 """`make run`: the whole system on this machine.
 
 A real redis-server, the AWS emulator on localhost:4566 (moto_server, or a LocalStack already
-listening there), the table created from template.yaml, seed communities, the local API gateway
-on VT_PORT (default 3000, loopback unless VT_BIND_HOST) invoking the handlers in execution
-environments (worker processes), the cleanup on the template's schedule, and the demo pages. What
-it started is supervised (restarted if it dies) and stopped, each by its pid, on Ctrl-C.
+listening there), the table created from template.yaml and the alerts' EventBridge bus, seed
+communities, the local API gateway on VT_PORT (default 3000, loopback unless VT_BIND_HOST) invoking
+the handlers in execution environments (worker processes), the scheduled functions (cleanup, alerts)
+on the template's schedules, and the demo pages. What it started is supervised (restarted if it
+dies) and stopped, each by its pid, on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ RUN_DIR = ROOT / ".run"
 STATIC_DIR = ROOT / "web"
 SEED_FILE = Path(__file__).resolve().parent / "seed_communities.json"
 LIVE_PUSHER_HANDLER = "live.pusher.lambda_handler"
+# The bus the stack names `${AWS::StackName}-alerts` (AlertsEventBus), for samconfig's stack name.
+LOCAL_EVENT_BUS_NAME = "community-visitor-tracker-alerts"
 DEFAULT_BIND_HOST = "127.0.0.1"
 DEFAULT_CONCURRENCY = 4  # execution environments at most; each is a process of ~100 MB
 
@@ -94,6 +97,7 @@ def local_environment(port: int, redis_url: str, emulator_host: str) -> dict[str
     """What the template gives the functions in AWS, pointed at the local parts."""
     defaults = {
         "VT_TABLE_NAME": "community-visits",
+        "VT_EVENT_BUS_NAME": LOCAL_EVENT_BUS_NAME,
         "POWERTOOLS_SERVICE_NAME": "community-visitor-tracker-local",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_METRICS_DISABLED": "true",
@@ -137,41 +141,81 @@ def ensure_table() -> bool:
     return True
 
 
-class CleanupSchedule(threading.Thread):
-    """Invokes the scheduled functions at the template's rate, like EventBridge."""
+def ensure_event_bus() -> bool:
+    """Creates the alerts' bus (VT_EVENT_BUS_NAME) when the emulator does not have it; True when it
+    did. The default bus always exists."""
+    from community_tracker.aws.clients import aws_client
+    from community_tracker.settings import get_settings
+
+    events = aws_client("events")
+    name = get_settings().event_bus_name
+    if name == "default" or name in {bus["Name"] for bus in events.list_event_buses()["EventBuses"]}:
+        return False
+    events.create_event_bus(Name=name)
+    return True
+
+
+class ScheduledFunctions(threading.Thread):
+    """Invokes the scheduled functions at the template's rate, like EventBridge: in the template's
+    order (cleanup's per-minute samples, then the alerts that read them), each on its own, so one
+    failing does not stop the others."""
 
     def __init__(self, invoker: Any, schedules: dict[str, tuple[str, int]]) -> None:
-        super().__init__(name="cleanup-schedule", daemon=True)
+        super().__init__(name="scheduled-functions", daemon=True)
         self._invoker = invoker
         self._schedules = schedules
         self._stop_event = threading.Event()
 
-    def run_now(self) -> list[dict[str, Any]]:
+    def functions_of(self, package: str) -> list[str]:
+        """The scheduled functions whose handler is in `package` (`cleanup`, `alerts`)."""
+        return [name for name, (handler, _period) in self._schedules.items() if handler.startswith(f"{package}.")]
+
+    def invoke(self, function: str) -> dict[str, Any]:
         from community_tracker.timeutil import iso
 
-        reports = []
-        for function, (handler, _period) in self._schedules.items():
-            now = iso(self._invoker.now_ms()).replace(".000Z", "Z")
-            event = {
-                "version": "0",
-                "detail-type": "Scheduled Event",
-                "source": "aws.events",
-                "time": now,
-                "detail": {},
-            }
-            reports.append(self._invoker.invoke(function, handler, event, timeout_ms=60_000))
-        return reports
+        handler, _period = self._schedules[function]
+        event = {
+            "version": "0",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": iso(self._invoker.now_ms()).replace(".000Z", "Z"),
+            "detail": {},
+        }
+        report: dict[str, Any] = self._invoker.invoke(function, handler, event, timeout_ms=60_000)
+        return report
+
+    def run_now(self, functions: list[str] | None = None) -> list[dict[str, Any]]:
+        """One pass of each (or of `functions`) now; the first failure is raised."""
+        return [self.invoke(function) for function in (self._schedules if functions is None else functions)]
 
     def run(self) -> None:
         period = min((p for _h, p in self._schedules.values()), default=60)
         while not self._stop_event.wait(period):
-            try:
-                self.run_now()
-            except Exception as error:  # a failed pass is retried on the next tick, as in AWS
-                print(f"cleanup pass failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            for function in self._schedules:
+                try:
+                    self.invoke(function)
+                except Exception as error:  # a failed pass is not retried: the next tick runs, as in AWS
+                    print(f"{function} pass failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+def scheduled_functions(invoker: Any, template: dict[str, Any] | None = None) -> ScheduledFunctions:
+    """Every scheduled function of the template at its rate, but the live pusher: its minute-long
+    invocation is replaced here by a thread ticking the same LivePusher once a second
+    (start_live_push)."""
+    from infra.gateway import function_handlers, schedule_rate_seconds
+
+    handlers = function_handlers(template)
+    return ScheduledFunctions(
+        invoker,
+        {
+            name: (handlers[name], period)
+            for name, period in schedule_rate_seconds(template).items()
+            if handlers[name] != LIVE_PUSHER_HANDLER
+        },
+    )
 
 
 def main() -> int:
@@ -229,9 +273,10 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
     # Imported only now: the handlers read their settings from the environment set above.
     from community_tracker.settings import Settings
     from infra.execution_environments import ExecutionEnvironments
-    from infra.gateway import LocalGateway, function_handlers, schedule_rate_seconds, serve
+    from infra.gateway import LocalGateway, function_handlers, serve
 
     ensure_table()
+    ensure_event_bus()
     seeded = seed_communities()
     clock_offset = {"ms": 0}
     handlers = function_handlers()
@@ -245,16 +290,7 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
     )
     stack.callback(invoker.stop)
     invoker.start()
-    # The live pusher's minute-long invocation is replaced here by a thread ticking the same
-    # LivePusher once a second (start_live_push): the other scheduled functions run as in AWS.
-    schedule = CleanupSchedule(
-        invoker,
-        {
-            name: (handlers[name], period)
-            for name, period in schedule_rate_seconds().items()
-            if handlers[name] != LIVE_PUSHER_HANDLER
-        },
-    )
+    schedule = scheduled_functions(invoker)
     gateway = LocalGateway(invoker, static_dir=STATIC_DIR)
     add_local_controls(gateway, schedule, clock_offset)
     ws_port = int(os.environ.get("VT_WS_PORT", str(port + 1)))
@@ -284,6 +320,8 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
         if ensure_table():
             seeded_again = seed_communities()
             log.warning("the table was gone (the emulator restarted): created again, %d seed communities", seeded_again)
+        if ensure_event_bus():
+            log.warning("the alerts' event bus was gone (the emulator restarted): created again")
 
     supervisor = Supervisor(
         [redis, *([emulator] if emulator is not None else [])],
@@ -312,14 +350,15 @@ def run(stack: ExitStack, port: int, emulator_host: str, host: str = DEFAULT_BIN
         seeded,
         cors_origins=Settings().cors_origins,
         host=host,
+        event_bus=Settings().event_bus_name,
     )
     server.serve_forever()
-    print("stopping: gateways, cleanup schedule, execution environments, AWS emulator, redis-server", flush=True)
+    print("stopping: gateways, schedules, execution environments, AWS emulator, redis-server", flush=True)
 
 
-def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: dict[str, int]) -> None:
-    """Local-only routes (not in the template, never deployed): move the clock, run a cleanup pass
-    now, hand the demo pages a development token."""
+def add_local_controls(gateway: Any, schedule: ScheduledFunctions, clock_offset: dict[str, int]) -> None:
+    """Local-only routes (not in the template, never deployed): move the clock, run a cleanup or an
+    alerts pass now, hand the demo pages a development token."""
     from community_tracker.settings import get_settings
     from infra.gateway import GatewayAnswer
     from infra.tokens import mint_token
@@ -339,7 +378,12 @@ def add_local_controls(gateway: Any, schedule: CleanupSchedule, clock_offset: di
         return as_json({"token": mint_token(get_settings(), user, division_id=wanted.get("division"), roles=roles)})
 
     gateway.extra_routes[("POST", "/_local/clock")] = advance
-    gateway.extra_routes[("POST", "/_local/cleanup")] = lambda _query, _body: as_json(schedule.run_now())
+    gateway.extra_routes[("POST", "/_local/cleanup")] = lambda _query, _body: as_json(
+        schedule.run_now(schedule.functions_of("cleanup"))
+    )
+    gateway.extra_routes[("POST", "/_local/alerts")] = lambda _query, _body: as_json(
+        schedule.run_now(schedule.functions_of("alerts"))
+    )
     gateway.extra_routes[("GET", "/_local/health")] = lambda _query, _body: as_json({"ok": True})
     gateway.extra_routes[("GET", "/_local/token")] = token
 
@@ -378,6 +422,7 @@ def print_banner(
     *,
     cors_origins: list[str] | None = None,
     host: str = DEFAULT_BIND_HOST,
+    event_bus: str = LOCAL_EVENT_BUS_NAME,
 ) -> None:
     from infra.gateway import is_loopback
     from infra.run_state import state_path
@@ -399,13 +444,14 @@ Community visitor tracker is running locally.
   Live push      {websocket_url}
   Redis          {redis_url}
   AWS emulator   http://{emulator_host}  ({emulator_name})
+  Alert events   {event_bus}  (EventBridge bus in the emulator; alerts pass every minute)
   CORS origins   {" ".join(cors_origins if cors_origins is not None else local_cors_origins(port))}
   Communities    {seeded} seeded (infra/seed_communities.json), e.g. quebec-city
 
 A development token (HS256 with VT_JWT_SECRET, issuer VT_JWT_ISSUER, audience VT_JWT_AUDIENCE):
   TOKEN=$(.venv/bin/vt token --sub alice --division montreal)          # add --admin for admin routes
 From another shell, `.venv/bin/vt cleanup` and `vt import-communities FILE` use this run
-(its endpoints are in {state_file}).
+(its endpoints are in {state_file}); POST {base}/_local/alerts runs an alerts pass now.
 Try:
   curl -s -X POST {base}/v1/communities/quebec-city/visits -H 'Content-Type: application/json' \\
        -d '{{"url": "https://example.com/communities/quebec-city/"}}'

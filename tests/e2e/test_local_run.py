@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 
 from community_tracker.settings import Settings
 from infra.aws_emulator import start_moto_server
+from infra.local_run import LOCAL_EVENT_BUS_NAME
 from infra.redis_servers import free_port
 from infra.run_state import read_state, state_path
 from infra.tokens import mint_token
@@ -352,6 +353,12 @@ def test_a_killed_redis_or_emulator_is_restarted_with_table_and_seeds() -> None:
             TableName=third.table_name, Key={"PK": {"S": "COMMUNITY#quebec-city"}, "SK": {"S": "META"}}
         )
         assert "Item" in seeded
+        # And the alerts' bus, created right after the table.
+        events = emulator_client("events", third.emulator_host)
+        eventually(
+            lambda: LOCAL_EVENT_BUS_NAME in {bus["Name"] for bus in events.list_event_buses()["EventBuses"]},
+            timeout=15,
+        )
     finally:
         stop_local_system(system)
 
@@ -402,3 +409,72 @@ def test_websocket_push_is_coalesced_and_needs_a_token(local_system: LocalSystem
     assert counts[-1]["total"] == 6
     assert len(counts) <= 2  # six beacons, at most one message per tick
     assert any(m["type"] == "visitor_divisions_updated" for m in messages)
+
+
+def emulator_client(service: str, host: str) -> Any:
+    """A client of the emulator itself (a service named at run time: boto3's overloads want a literal)."""
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=f"http://{host}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def test_a_spike_is_one_event_on_the_alerts_bus(local_system: LocalSystem) -> None:
+    """A community with no history gets as many visitors as its rule's minimum: one VisitorSpike on
+    the bus (a queue subscribed to this community's alerts receives it), and a minute later, the
+    spike still going on, nothing more; the alert is in the community's history."""
+    state = read_state(state_path(local_system.port))
+    assert state is not None
+    bus = next(line.split()[2] for line in local_system.output if line.strip().startswith("Alert events"))
+    assert bus == LOCAL_EVENT_BUS_NAME
+    community_id = register(local_system, division="laval")
+    admin = bearer("ops", roles=["admin"])
+    visitors = 4
+    rule = local_system.request(
+        "PUT", f"/v1/communities/{community_id}/alert-rule", {"min_visitors": visitors, "baseline_minutes": 10}, admin
+    )
+    assert rule.status == 200, rule.body
+    events, sqs = emulator_client("events", state.emulator_host), emulator_client("sqs", state.emulator_host)
+    queue = sqs.create_queue(QueueName=f"alerts-{community_id}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule_name = f"spikes-{community_id}"
+    pattern = {
+        "source": ["community-visitor-tracker"],
+        "detail-type": ["VisitorSpike", "VisitorDrop"],
+        "detail": {"community_id": [community_id]},
+    }
+    events.put_rule(Name=rule_name, EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule_name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    for i in range(visitors):  # below the minimum until the last one: no pass can fire early
+        beacon = local_system.request(
+            "POST", f"/v1/communities/{community_id}/visits", {"url": "https://x/", "visitor_id": f"tab-spike-{i:05d}"}
+        )
+        assert beacon.status == 200, beacon.body
+    first = local_system.request("POST", "/_local/alerts")
+    local_system.request("POST", "/_local/clock", {"advance_seconds": 60})
+    for i in range(visitors):
+        local_system.request("POST", f"/v1/communities/{community_id}/heartbeat", {"visitor_id": f"tab-spike-{i:05d}"})
+    second = local_system.request("POST", "/_local/alerts")
+
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        received.extend(json.loads(message["Body"]) for message in answer.get("Messages", []))
+    history = local_system.request("GET", f"/v1/communities/{community_id}/alerts", headers=bearer("reader"))
+
+    assert first.status == 200, first.body
+    assert second.status == 200, second.body
+    assert not any(f.startswith(f"{community_id}/") for report in second.json() for f in report["fired"])
+    assert [(event["detail-type"], event["source"]) for event in received] == [
+        ("VisitorSpike", "community-visitor-tracker")
+    ]
+    (detail,) = [event["detail"] for event in received]
+    assert (detail["community_id"], detail["kind"], detail["live_visitors"]) == (community_id, "spike", visitors)
+    assert detail["rule_source"] == "custom"
+    assert history.status == 200, history.body
+    assert [(alert["alert_id"], alert["kind"]) for alert in history.json()["alerts"]] == [(detail["alert_id"], "spike")]

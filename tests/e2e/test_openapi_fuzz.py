@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from community_tracker.models import COMMUNITY_ID_PATTERN
+from community_tracker.sharing import LINK_ID_PATTERN
 from infra.openapi import SPEC_PATH
 from infra.redis_servers import free_port
 from tests.e2e.conftest import BROWSER_UA, LocalSystem, start_local_system, stop_local_system
@@ -90,6 +91,7 @@ UNROUTABLE_404: dict[str, str] = {}
 class FuzzTarget:
     system: LocalSystem
     communities: list[str]
+    share_links: dict[str, str]  # community -> the id of one of its share links
     session: requests.Session = field(default_factory=requests.Session)
 
 
@@ -119,7 +121,15 @@ def fuzz_target() -> Iterator[FuzzTarget]:
                 {"url": "https://x.example/", "event_id": f"evt-fuzz-{community_id}"},
                 bearer(FUZZ_USER, division_id="montreal"),
             )
-        target = FuzzTarget(system, communities)
+        # A share link of each, so that revoking one can find it (random link ids only find 404s).
+        share_links = {}
+        for community_id in communities:
+            minted = system.request(
+                "POST", f"/v1/communities/{community_id}/share-links", {}, bearer("fuzz-admin", roles=["admin"])
+            )
+            assert minted.status == 201, minted.body
+            share_links[community_id] = minted.json()["link"]["link_id"]
+        target = FuzzTarget(system, communities, share_links)
         yield target
         target.session.close()
     finally:
@@ -141,14 +151,19 @@ def _pick(value: object, salt: str, modulo: int) -> int:
 
 
 def steer(case: Case[Any], caller: Caller, target: FuzzTarget) -> dict[str, str]:
-    """Point a share of the cases at things that exist (the registered communities, the caller's
-    own user id), since random ids only ever find 404 and 403; returns the headers to send."""
+    """Point a share of the cases at things that exist (the registered communities, a share link of
+    the community, the caller's own user id), since random ids only ever find 404 and 403; returns
+    the headers to send."""
     path = case.path_parameters if case.path_parameters is not None else {}
     community_id = path.get("community_id")
     if isinstance(community_id, str) and re.fullmatch(COMMUNITY_ID_PATTERN, community_id):
         choice = _pick(community_id, "community", len(target.communities) + 1)
         if choice < len(target.communities):
             path["community_id"] = target.communities[choice]
+    link_id = path.get("link_id")
+    own_link = target.share_links.get(str(path.get("community_id")))
+    if own_link and isinstance(link_id, str) and re.fullmatch(LINK_ID_PATTERN, link_id) and _pick(link_id, "link", 2):
+        path["link_id"] = own_link  # revoking it again is a 200 too: its record stays, flagged
     user_id = path.get("user_id")
     if caller.user_id is not None and isinstance(user_id, str) and _pick(user_id, "user", 2) == 0:
         path["user_id"] = caller.user_id
@@ -206,6 +221,11 @@ def test_the_fuzzing_got_past_the_front_door() -> None:
         "PUT /v1/communities/{community_id}",
         "GET /v1/communities/{community_id}/visitors",
         "GET /v1/communities/{community_id}/visits",
+        "GET /v1/communities/{community_id}/alert-rule",
+        "PUT /v1/communities/{community_id}/alert-rule",
+        "POST /v1/communities/{community_id}/share-links",
+        "GET /v1/communities/{community_id}/share-links",
+        "DELETE /v1/communities/{community_id}/share-links/{link_id}",
     }
     beacons = {f"POST /v1/communities/{{community_id}}/{kind}" for kind in ("visits", "heartbeat", "leave")}
     public_counts_off = {"GET /v1/badge/{community_id}"}  # 404 for everyone unless VT_PUBLIC_COUNTS

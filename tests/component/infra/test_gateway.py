@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.gateway import GatewayAnswer, Invoker, LocalGateway, Route, _compile, serve
-from infra.local_run import CleanupSchedule, add_local_controls
+from infra.local_run import ScheduledFunctions, add_local_controls
 from infra.redis_servers import free_port
 
 
@@ -23,7 +23,7 @@ def controls_gateway() -> LocalGateway:
     """A gateway with no template routes, only the local controls of `make run`."""
     invoker = Invoker()
     gateway = LocalGateway(invoker, routes=[])
-    add_local_controls(gateway, CleanupSchedule(invoker, {}), {"ms": 0})
+    add_local_controls(gateway, ScheduledFunctions(invoker, {}), {"ms": 0})
     return gateway
 
 
@@ -44,6 +44,7 @@ def test_local_controls_answer_loopback_clients(controls_gateway: LocalGateway, 
         ("GET", "/_local/token?sub=ops&admin=1"),
         ("POST", "/_local/clock"),
         ("POST", "/_local/cleanup"),
+        ("POST", "/_local/alerts"),
         ("GET", "/_local/health"),
         ("GET", "/_local/anything-else"),
     ],

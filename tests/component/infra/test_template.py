@@ -1,11 +1,13 @@
 """template.yaml: lint-clean as written and as CloudFormation receives it after the SAM transform,
-and keeping the facts the code relies on (routes and handlers, the cleanup budget, the layer's
-layout, least-privilege roles, settings, the Redis cluster's network)."""
+and keeping the facts the code relies on (routes and handlers, the cleanup and alerts budgets, the
+alerts bus and its webhook, the layer's layout, least-privilege roles, settings, the Redis cluster's
+network)."""
 
 from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import json
 import re
 import tomllib
@@ -14,11 +16,14 @@ from typing import Any
 
 import pytest
 
+from community_tracker.alerts import DETAIL_TYPES, EVENT_SOURCE, run_alert_pass
 from community_tracker.settings import Settings
 from infra.tables import TEMPLATE
 from tests.component.infra.sam_template import (
     ROOT,
     SAMCONFIG,
+    conditions_for,
+    created,
     environment,
     functions,
     lint_problems,
@@ -123,14 +128,94 @@ def test_every_function_imports_as_on_lambda(template: dict[str, Any]) -> None:
         handler_module(properties["Handler"])
 
 
-def test_cleanup_runs_every_minute_with_a_60_second_budget(template: dict[str, Any]) -> None:
-    cleanup = template["Resources"]["CleanupFunction"]["Properties"]
-    assert cleanup["Handler"] == "cleanup.handler.lambda_handler"
-    assert cleanup["Timeout"] == 60  # tests/component/cleanup run the pass against this budget
-    schedules = [event for event in cleanup["Events"].values() if event["Type"] in {"Schedule", "ScheduleV2"}]
+@pytest.mark.parametrize(
+    ("function", "handler"),
+    [("CleanupFunction", "cleanup.handler.lambda_handler"), ("AlertsFunction", "alerts.handler.lambda_handler")],
+)
+def test_each_pass_runs_every_minute_with_a_60_second_budget_and_no_retry(
+    template: dict[str, Any], function: str, handler: str
+) -> None:
+    """A failed or missed pass is not retried: the next one, a minute later, does the same work."""
+    properties = template["Resources"][function]["Properties"]
+    assert properties["Handler"] == handler
+    assert properties["Timeout"] == 60  # tests/component/cleanup run the pass against this budget
+    assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    schedules = [event for event in properties["Events"].values() if event["Type"] in {"Schedule", "ScheduleV2"}]
     assert len(schedules) == 1
-    properties = schedules[0]["Properties"]
-    assert (properties.get("Schedule") or properties.get("ScheduleExpression")) == "rate(1 minute)"
+    schedule = schedules[0]["Properties"]
+    assert (schedule.get("Schedule") or schedule.get("ScheduleExpression")) == "rate(1 minute)"
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert "VpcConfig" not in properties  # the Globals' subnets and security group: Redis
+
+
+def test_the_alerts_lock_is_released_before_the_next_pass_could_need_it(template: dict[str, Any]) -> None:
+    """One pass at a time: a pass killed at its timeout leaves the lock to expire before the next
+    minute's pass, and a pass within its timeout never outlives its own lock."""
+    lock_ms = inspect.signature(run_alert_pass).parameters["lock_ms"].default
+    timeout_ms = template["Resources"]["AlertsFunction"]["Properties"]["Timeout"] * 1000
+    assert lock_ms < timeout_ms <= 60_000
+
+
+# ---------------------------------------------------------------- alerts bus and webhook
+
+
+def test_alerts_go_to_the_stack_s_own_bus(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    bus = resources["AlertsEventBus"]
+    assert bus["Type"] == "AWS::Events::EventBus"
+    assert "Condition" not in bus
+    assert bus["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-alerts"}
+    assert environment(template, "AlertsFunction")["VT_EVENT_BUS_NAME"] == {"Ref": "AlertsEventBus"}
+    assert policy_statement(template, "AlertsFunction", "PutAlertEvents")["Resource"] == {
+        "Fn::GetAtt": ["AlertsEventBus", "Arn"]
+    }
+    # Only the alerts function puts events: the others are not told the bus.
+    for function in functions(template):
+        if function != "AlertsFunction":
+            assert "VT_EVENT_BUS_NAME" not in environment(template, function), function
+
+
+WEBHOOK = {
+    "AlertWebhookConnection",
+    "AlertWebhookDestination",
+    "AlertWebhookRole",
+    "AlertWebhookRule",
+    "AlertWebhookFailedInvocationsAlarm",
+}
+
+
+def test_the_webhook_exists_only_with_its_url(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["AlertWebhookUrl"]["Default"] == ""
+    assert not conditions_for(template, {})["SendAlertWebhook"]
+    assert not created(template, {}) & WEBHOOK
+    given = {"AlertWebhookUrl": "https://hooks.example.org/visitor-alerts"}
+    assert created(template, given) >= WEBHOOK
+    assert {name for name, r in template["Resources"].items() if r.get("Condition") == "SendAlertWebhook"} == WEBHOOK
+    assert re.fullmatch(template["Parameters"]["AlertWebhookUrl"]["AllowedPattern"], given["AlertWebhookUrl"])
+    assert not re.fullmatch(template["Parameters"]["AlertWebhookUrl"]["AllowedPattern"], "http://plain.example")
+
+
+def test_the_webhook_gets_exactly_the_alert_events_the_code_puts(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    rule = resources["AlertWebhookRule"]["Properties"]
+    assert rule["EventBusName"] == {"Ref": "AlertsEventBus"}
+    assert set(rule["EventPattern"]) == {"source", "detail-type"}
+    assert rule["EventPattern"]["source"] == [EVENT_SOURCE]
+    assert sorted(rule["EventPattern"]["detail-type"]) == sorted(DETAIL_TYPES.values())
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["AlertWebhookDestination", "Arn"]}
+    assert target["RoleArn"] == {"Fn::GetAtt": ["AlertWebhookRole", "Arn"]}
+    destination = resources["AlertWebhookDestination"]["Properties"]
+    assert destination["HttpMethod"] == "POST"
+    assert destination["InvocationEndpoint"] == {"Ref": "AlertWebhookUrl"}
+    assert destination["ConnectionArn"] == {"Fn::GetAtt": ["AlertWebhookConnection", "Arn"]}
+    assert 0 < destination["InvocationRateLimitPerSecond"] <= 300  # EventBridge's own ceiling is 300
+    connection = resources["AlertWebhookConnection"]["Properties"]
+    assert connection["AuthorizationType"] == "API_KEY"
+    key = connection["AuthParameters"]["ApiKeyAuthParameters"]
+    assert key["ApiKeyName"] == {"Ref": "AlertWebhookApiKeyName"}
+    # The key comes from Secrets Manager when the stack is deployed: never a template value.
+    assert key["ApiKeyValue"] == {"Fn::Sub": "{{resolve:secretsmanager:${AlertWebhookApiKeySecretName}}}"}
 
 
 # ---------------------------------------------------------------- layer and runtime
@@ -169,6 +254,7 @@ def test_environment_names_only_real_settings(template: dict[str, Any]) -> None:
         # Secrets come from SSM or Secrets Manager only, never as plain environment values.
         assert "VT_JWT_SECRET" not in variables
         assert "VT_HASH_KEY" not in variables
+        assert "VT_SHARE_KEY" not in variables
         assert "resolve:" not in str(variables)
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "CommunityVisitorTracker"
         services.add(variables["POWERTOOLS_SERVICE_NAME"])
@@ -183,6 +269,9 @@ def test_environment_names_only_real_settings(template: dict[str, Any]) -> None:
     assert variables["VT_AWS_REGION"] == {"Ref": "AWS::Region"}
     for name in ("VT_JWT_ISSUER", "VT_JWT_AUDIENCE", "VT_CORS_ORIGINS"):
         assert name in variables
+    # Share links are minted and checked by the stats function only.
+    assert environment(template, "StatsFunction")["VT_SHARE_KEY_PARAM"] == {"Ref": "ShareKeyParameterName"}
+    assert [f for f in functions(template) if "VT_SHARE_KEY_PARAM" in environment(template, f)] == ["StatsFunction"]
 
 
 # ---------------------------------------------------------------- network
@@ -222,6 +311,7 @@ def test_redis_is_a_tls_cluster_reachable_only_from_the_functions(template: dict
         ("Gateway", "com.amazonaws.${AWS::Region}.dynamodb"),
         ("Interface", "com.amazonaws.${AWS::Region}.ssm"),
         ("Interface", "com.amazonaws.${AWS::Region}.secretsmanager"),
+        ("Interface", "com.amazonaws.${AWS::Region}.events"),  # the alerts' PutEvents
     }
 
 

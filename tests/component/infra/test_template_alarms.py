@@ -1,6 +1,6 @@
-"""Alarms: errors, throttles and duration near the timeout of the functions (both live ones
-included), the Redis nodes' CPU, memory, evictions and replication lag, and DynamoDB throttling;
-every alarm notifies the one alarm topic."""
+"""Alarms: errors and throttles of every function, duration near the timeout of the request
+functions and the pusher, the Redis nodes' CPU, memory, evictions and replication lag, DynamoDB
+throttling, and alert events the webhook never received; every alarm notifies the one alarm topic."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ import itertools
 import re
 from typing import Any
 
+from tests.component.infra.sam_template import functions
 from tests.component.infra.test_template_iam import EXPECTED_GRANTS
 
 ALARM = "AWS::CloudWatch::Alarm"
 TOPIC = [{"Fn::If": ["UseExistingAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}]
-EXISTING = {"TrackVisitErrorsAlarm", "StatsErrorsAlarm", "CleanupErrorsAlarm", "FunctionThrottlesAlarm", "Api5xxAlarm"}
+EXISTING = {
+    "TrackVisitErrorsAlarm",
+    "StatsErrorsAlarm",
+    "CleanupErrorsAlarm",
+    "AlertsErrorsAlarm",
+    "FunctionThrottlesAlarm",
+    "Api5xxAlarm",
+}
 LIVE_FUNCTIONS = ("LiveConnectionsFunction", "LivePushFunction")
 PUSHER_MARGIN_MS = 2000  # run_pusher stops this long before its deadline (community_tracker/live.py)
 
@@ -62,6 +70,14 @@ def test_every_alarm_notifies_the_alarm_topic_and_the_old_ones_stay(template: di
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching", name
         # A metric math alarm may read at most 10 metrics.
         assert len(watched(alarm)) <= 10, name
+
+
+def test_every_function_has_an_error_and_a_throttle_alarm_existing_when_it_does(template: dict[str, Any]) -> None:
+    for function in functions(template):
+        condition = template["Resources"][function].get("Condition")
+        for metric in ("Errors", "Throttles"):
+            alarm = function_alarm(template, function, metric)
+            assert alarm.get("Condition") == condition, (function, metric)
 
 
 def test_both_live_functions_have_error_throttle_and_duration_alarms(template: dict[str, Any]) -> None:
@@ -130,3 +146,13 @@ def test_dynamodb_throttling_of_every_operation_used(template: dict[str, Any]) -
     assert operations == granted | {"TransactWriteItems"}
     for alarm in (throttled, *alarms_on(template, "AWS/DynamoDB", "ReadThrottleEvents").values()):
         assert all(dims["TableName"] == {"Ref": "VisitsTable"} for _, _, dims in watched(alarm))
+
+
+def test_webhook_deliveries_that_failed_for_good_are_an_alarm(template: dict[str, Any]) -> None:
+    (name,) = alarms_on(template, "AWS/Events", "FailedInvocations")
+    alarm = template["Resources"][name]
+    assert alarm["Condition"] == "SendAlertWebhook"
+    ((_, _, dims),) = watched(alarm)
+    rule = template["Resources"]["AlertWebhookRule"]["Properties"]
+    assert dims == {"EventBusName": {"Ref": "AlertsEventBus"}, "RuleName": rule["Name"]}
+    assert rule["EventBusName"] == {"Ref": "AlertsEventBus"}

@@ -1,7 +1,8 @@
-"""Each function's role grants exactly what its code calls (layers/community_tracker/aws/stores.py, aws/secrets.py,
-identity.py, live.py and the handlers), on exactly the resources it calls it on: no wildcard action,
-no wildcard resource beyond the one API Gateway's @connections ARN needs. Checked on the translated
-roles, so whatever SAM adds is covered as well."""
+"""Each function's role grants exactly what its code calls (layers/community_tracker/aws/stores.py,
+aws/alert_stores.py, aws/share_links.py, aws/events.py, aws/secrets.py, identity.py, live.py and the
+handlers), on exactly the resources it calls it on: no wildcard action, no wildcard resource beyond
+the one API Gateway's @connections ARN needs. Checked on the translated roles, so whatever SAM adds
+is covered as well; the webhook's role (EventBridge's, not a function's) likewise."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from tests.component.infra.sam_template import SAM_MANAGED_POLICIES, as_list, fu
 
 TABLE, USER_INDEX = "table", "index/ByUser"
 JWT, HASH_KEY = "ssm:JwtSecretParameterName", "ssm:HashKeyParameterName"
+SHARE_KEY = "ssm:ShareKeyParameterName"
+ALERTS_BUS = "bus:AlertsEventBus"
 REDIS_AUTH = ("secretsmanager:GetSecretValue", "secret:RedisAuthSecret")  # every function uses Redis
 CONNECTIONS = "execute-api:@connections of the live stage"
 
@@ -26,19 +29,34 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("ssm:GetParameter", HASH_KEY),
         REDIS_AUTH,
     },
-    # Community lookup, histories and peak rollups (Query on the table), a user's visits (Query on
-    # ByUser), erasure (batch writer: BatchWriteItem; DeleteItem), token checks (JWT secret only).
+    # Community lookup, an alert rule and a share link (GetItem), histories, peak rollups, the alert
+    # history and a community's share links (Query on the table), a user's visits (Query on ByUser),
+    # erasure (batch writer: BatchWriteItem; DeleteItem), an alert rule and a new share link
+    # (PutItem), a revoked link (conditional UpdateItem), token checks (JWT secret) and share links
+    # (share key; no hash key).
     "StatsFunction": {
         ("dynamodb:GetItem", TABLE),
         ("dynamodb:Query", TABLE),
         ("dynamodb:Query", USER_INDEX),
         ("dynamodb:BatchWriteItem", TABLE),
         ("dynamodb:DeleteItem", TABLE),
+        ("dynamodb:PutItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
         ("ssm:GetParameter", JWT),
+        ("ssm:GetParameter", SHARE_KEY),
         REDIS_AUTH,
     },
     # Closed peak buckets (conditional PutItem); no secret besides Redis.
     "CleanupFunction": {("dynamodb:PutItem", TABLE), REDIS_AUTH},
+    # The rules of a batch of communities (BatchGetItem), a new alert (PutItem), an ended one
+    # (conditional UpdateItem), the events on the alerts bus; no secret besides Redis.
+    "AlertsFunction": {
+        ("dynamodb:BatchGetItem", TABLE),
+        ("dynamodb:PutItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
+        ("events:PutEvents", ALERTS_BUS),
+        REDIS_AUTH,
+    },
     # $connect: community lookup and the token check.
     "LiveConnectionsFunction": {("dynamodb:GetItem", TABLE), ("ssm:GetParameter", JWT), REDIS_AUTH},
     # post_to_connection on the live stage (410s only unsubscribe in Redis: no DELETE).
@@ -63,7 +81,11 @@ def resource_name(resource: Any) -> str:
         return "kms:SecretsKmsKeyArn"
     if resource == {"Fn::Sub": CONNECTIONS_ARN}:
         return CONNECTIONS
-    for parameter in ("JwtSecretParameterName", "HashKeyParameterName"):
+    if resource == {"Fn::GetAtt": ["AlertsEventBus", "Arn"]}:
+        return ALERTS_BUS
+    if resource == {"Fn::GetAtt": ["AlertWebhookDestination", "Arn"]}:
+        return "api-destination:AlertWebhookDestination"
+    for parameter in ("JwtSecretParameterName", "HashKeyParameterName", "ShareKeyParameterName"):
         if resource == {"Fn::Sub": SSM_ARN % parameter}:
             return f"ssm:{parameter}"
     raise AssertionError(f"a role names an unexpected resource: {json.dumps(resource)}")
@@ -113,3 +135,24 @@ def test_no_wildcard_resource_except_the_connection_ids(translated: dict[str, An
             if statement["Action"] == "kms:Decrypt":
                 via = statement["Condition"]["StringEquals"]["kms:ViaService"]
                 assert via == {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}, function
+
+
+def test_the_webhook_role_may_only_invoke_the_webhook(translated: dict[str, Any]) -> None:
+    """EventBridge assumes it for the webhook rule (only in this account), and it may call that one
+    API destination, nothing else."""
+    resource = translated["Resources"]["AlertWebhookRole"]
+    assert resource["Condition"] == "SendAlertWebhook"
+    role = resource["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    assert trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert "ManagedPolicyArns" not in role
+    pairs = {
+        (str(action), resource_name(target))
+        for policy in role["Policies"]
+        for statement in statements(policy["PolicyDocument"])
+        for action in as_list(statement["Action"])
+        for target in as_list(statement["Resource"])
+    }
+    assert pairs == {("events:InvokeApiDestination", "api-destination:AlertWebhookDestination")}

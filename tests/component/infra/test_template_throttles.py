@@ -22,6 +22,12 @@ ADMIN_ROUTES = {
     "GET /v1/communities/{community_id}/visits",
     "GET /v1/users/{user_id}/visits/export",
     "DELETE /v1/users/{user_id}/visits",
+    # A community's alert rule and its share links (admin only; the alerts list is an aggregate read).
+    "GET /v1/communities/{community_id}/alert-rule",
+    "PUT /v1/communities/{community_id}/alert-rule",
+    "POST /v1/communities/{community_id}/share-links",
+    "GET /v1/communities/{community_id}/share-links",
+    "DELETE /v1/communities/{community_id}/share-links/{link_id}",
 }
 CLASSES = ("Beacon", "Read", "Admin")
 
