@@ -229,6 +229,7 @@
       else if (m.type === "taken" && m.c === connectionId && m.p === pageId) {
         connectionId = "c-" + random();
         put(session, "vt_connection_id", connectionId);
+        heartbeat(); // opens this connection (its person is live: the page view went as the other tab)
       }
     };
     var listen = function () {

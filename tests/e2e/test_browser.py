@@ -616,3 +616,22 @@ def test_stats_page_subscribes_again_when_told_its_subscription_expired(
     stats_page.wait_for_function("document.getElementById('total').textContent === '1'", timeout=15_000)
     for page in (visitor, stats_page):
         page.close()
+
+
+def test_a_tab_that_copied_another_s_session_storage_is_a_connection_of_its_own(
+    tracker: LocalSystem, host_pages: HostPages, context: BrowserContext
+) -> None:
+    community_id = register(tracker)
+    first = open_page(context, page_url(host_pages.origin, tracker, community_id))
+    assert eventually(lambda: stats(tracker, community_id)["connections"] == 1)
+    with context.expect_page() as opened:
+        first.evaluate("window.open(location.href)")  # an opener's sessionStorage is copied, as on "Duplicate tab"
+    second = opened.value
+    second.wait_for_load_state()
+    copied = "sessionStorage.getItem('vt_connection_id')"
+
+    assert eventually(lambda: first.evaluate(copied) != second.evaluate(copied), timeout=5)
+    assert eventually(lambda: stats(tracker, community_id)["connections"] == 2, timeout=10)  # its heartbeat opens it
+    assert live_total(tracker, community_id) == 1
+    for page in (first, second):
+        page.close()
