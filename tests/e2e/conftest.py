@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,6 @@ def start_local_system(port: int, emulator_port: int, extra_env: dict[str, str] 
 
 def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
     """Keeps reading the child's output so it never blocks on a full pipe."""
-    import threading
 
     def read() -> None:
         assert process.stdout is not None
@@ -117,3 +118,45 @@ def local_system() -> Iterator[LocalSystem]:
     system = start_local_system(free_port(), free_port())
     yield system
     stop_local_system(system)
+
+
+@dataclass
+class HostPages:
+    """The demo pages (`web/`) served on an origin of their own, as a platform's community pages
+    embed the beacon: `origin` is 127.0.0.1, `other_origin` (the same server as localhost) is
+    another origin, for an API that does not grant it."""
+
+    port: int
+    server: ThreadingHTTPServer
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def other_origin(self) -> str:
+        return f"http://localhost:{self.port}"
+
+
+class _WebFiles(SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(ROOT / "web"), **kwargs)
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-cache")  # revalidated, yet kept by the back/forward cache
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def start_host_pages() -> HostPages:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _WebFiles)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="host-pages", daemon=True).start()
+    return HostPages(port=server.server_address[1], server=server)
+
+
+def stop_host_pages(pages: HostPages) -> None:
+    pages.server.shutdown()
+    pages.server.server_close()
