@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.http.auth import require_self_or_admin
-from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
+from community_tracker.http.errors import JSON, SUCCESS_RESPONSE, error_responses, json_answer
 from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import USER_ID_PATTERN, VisitHistoryPage
 from community_tracker.observability import logger
@@ -61,17 +61,18 @@ def get_user_visits(
 
 @router.get(
     "/v1/users/<user_id>/visits/export",
-    summary="Everything kept about the user's visits, as one JSON document",
+    summary="Everything kept about the user's visits, in pages of at most 4 MB: follow next_cursor",
     tags=["users"],
-    responses={200: json_answer("The whole history", VisitHistoryPage), **USER_ERRORS},
+    responses={200: json_answer("One page of the whole history, newest first", VisitHistoryPage), **USER_ERRORS},
 )
-def export_user_visits(user_id: UserPath) -> Response[Any]:
+def export_user_visits(user_id: UserPath, cursor: Cursor = None) -> Response[Any]:
     require_self_or_admin(router.current_event.headers, user_id)
-    visits = list(get_stores().visits.all_user_visits(user_id))
-    return json_response(
-        HTTPStatus.OK,
-        VisitHistoryPage(visits=visits),
-        {"Content-Disposition": 'attachment; filename="visits.json"', "Cache-Control": "no-store"},
+    page = get_stores().visits.export_page(user_id, cursor=history_cursor(cursor))
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=JSON,
+        body=page.body(),
+        headers={"Content-Disposition": 'attachment; filename="visits.json"', "Cache-Control": "no-store"},
     )
 
 

@@ -195,6 +195,19 @@ class CachedCommunityStore:
         self._entries[community.community_id] = (self._clock() + self._ttl, community)
 
 
+def visit_item(event: VisitEvent) -> dict[str, Any]:
+    """The `community_visit` item of one event: under its community, and under its user in the
+    ByUser index, both sorted by time."""
+    sort_key = _visit_sk(event.timestamp, event.event_id)
+    return {
+        "PK": _community_pk(event.metadata.community_id),
+        "SK": sort_key,
+        "GSI1PK": _user_pk(event.user_id),
+        "GSI1SK": sort_key,
+        **event.model_dump(),
+    }
+
+
 def _visit_from_item(item: dict[str, Any]) -> VisitEvent:
     metadata = item["metadata"]
     return VisitEvent(
@@ -203,6 +216,23 @@ def _visit_from_item(item: dict[str, Any]) -> VisitEvent:
         timestamp=str(item["timestamp"]),
         metadata=VisitMetadata.model_validate(metadata),
     )
+
+
+# A page of the export stays well under Lambda's 6 MB response, envelope and headers included.
+EXPORT_PAGE_BYTES = 4_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPage:
+    """Visits as JSON texts (one `VisitEvent` each), and the cursor of the next page."""
+
+    fragments: list[str]
+    next_cursor: str | None
+
+    def body(self) -> str:
+        """`{"visits": [...], "next_cursor": ...}`, the `VisitHistoryPage` shape, without parsing
+        the fragments again."""
+        return f'{{"visits":[{",".join(self.fragments)}],"next_cursor":{json.dumps(self.next_cursor)}}}'
 
 
 class DynamoVisitStore:
@@ -223,24 +253,16 @@ class DynamoVisitStore:
         know: so the write is a transaction with a guard item keyed by the event id alone
         (`EVENT#<event_id>`), and only the guard's absence lets the visit in.
         """
-        visit_pk = _community_pk(event.metadata.community_id)
-        sort_key = _visit_sk(event.timestamp, event.event_id)
         now_s = int(time.time())
-        item: dict[str, Any] = {
-            "PK": visit_pk,
-            "SK": sort_key,
-            "GSI1PK": _user_pk(event.user_id),
-            "GSI1SK": sort_key,
-            **event.model_dump(),
-        }
+        item = visit_item(event)
         if self._retention_seconds:
             item["expires_at"] = now_s + self._retention_seconds
         guard = {
             "PK": _event_pk(event.event_id),
             "SK": _EVENT,
             "entity": "event_guard",
-            "visit_pk": visit_pk,
-            "visit_sk": sort_key,
+            "visit_pk": item["PK"],
+            "visit_sk": item["SK"],
             "expires_at": now_s + min(self._retention_seconds or EVENT_GUARD_SECONDS, EVENT_GUARD_SECONDS),
         }
         # The resource's client serializes Python values itself (boto3's transformation injector).
@@ -283,6 +305,40 @@ class DynamoVisitStore:
             visits=[_visit_from_item(item) for item in response["Items"]],
             next_cursor=encode_cursor(response.get("LastEvaluatedKey")),
         )
+
+    @_history_errors
+    def export_page(self, user_id: str, *, cursor: str | None, max_bytes: int = EXPORT_PAGE_BYTES) -> ExportPage:
+        """One page of the user's whole history, newest first, as JSON fragments whose size (as the
+        Lambda runtime escapes them into its response, `json.dumps`) stays within `max_bytes`;
+        the cursor of the next page is the index key of the last visit on this one. Bounded by
+        bytes, not by count, so a page fits Lambda's 6 MB response whatever the visits hold."""
+        start: dict[str, Any] | None = decode_cursor(cursor, self._INDEX_KEYS)
+        fragments: list[str] = []
+        size = 0
+        last: dict[str, Any] | None = None
+        query: dict[str, Any] = {
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id)),
+            "ScanIndexForward": False,
+        }
+        while True:
+            if start is not None:
+                query["ExclusiveStartKey"] = start
+            if fragments:
+                # Read about what is left of the page, not a whole 1 MB answer mostly thrown away.
+                query["Limit"] = (max_bytes - size) * len(fragments) // size + 1
+            response = self._table.query(**query)
+            for item in response["Items"]:
+                fragment = _visit_from_item(item).model_dump_json()
+                cost = len(json.dumps(fragment)) + 1
+                if fragments and size + cost > max_bytes:
+                    return ExportPage(fragments, encode_cursor(last))
+                fragments.append(fragment)
+                size += cost
+                last = {key: item[key] for key in self._INDEX_KEYS}
+            start = dict(response["LastEvaluatedKey"]) if "LastEvaluatedKey" in response else None
+            if start is None:
+                return ExportPage(fragments, None)
 
     def all_user_visits(self, user_id: str) -> Iterator[VisitEvent]:
         cursor: str | None = None
