@@ -1,19 +1,24 @@
 """`make bench`: every figure in one run on one redis-server of its own, then the table (stdout)
-and benchmarks/latest.json. Progress goes to stderr."""
+and benchmarks/latest.json. Progress goes to stderr.
+
+`python -m benchmarks beacons reads` runs only those figures (by module name) and writes their
+rows to benchmarks/partial.json instead, leaving latest.json to whole runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import cleanup_pass, cold_start, fanout, handler_ingest, http_gateway, ingest, reads
+from benchmarks import beacons, cleanup_pass, cold_start, fanout, handler_ingest, http_gateway, ingest, reads
 from benchmarks.harness import Figure, product_client, progress, redis_server
 
 LATEST = Path(__file__).resolve().parent / "latest.json"
+PARTIAL = LATEST.with_name("partial.json")
 
 
 def _fresh(redis_url: str, title: str) -> None:
@@ -64,38 +69,69 @@ def write_json(figures: Sequence[Figure], path: Path = LATEST) -> None:
     os.replace(temporary, path)
 
 
-def main() -> int:
+def main(only: Sequence[str] = ()) -> int:
     started = time.monotonic()
     figures: list[Figure] = []
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        progress(f"no such figure: {', '.join(sorted(unknown))} (figures: {', '.join(FIGURES)})")
+        return 2
     with redis_server() as server:
         url = server.url
         with product_client(url) as client:
             version = client.info("server")["redis_version"]
         # Other work on the machine moves every figure; the load average says how much there was.
         progress(f"redis-server {version}, Python {platform.python_version()}, {_machine()}")
-        _fresh(url, "figure 1: ingest through the tracker, vs the seed design and the no-op EVALSHA ceiling")
-        ingested = ingest.run(url)
-        figures += ingested.figures
-        _fresh(url, "figure 2: ingest through the track_visit handler, in-process")
-        handler_figures, handler_rate = handler_ingest.run(url, ingested.tracker_rate)
-        figures += handler_figures
-        _fresh(url, "figure 3: stats reads on one community of 100 000 live visitors")
-        figures += reads.run(url)
-        _fresh(url, "figure 4: cleanup of 10 000 communities")
-        figures += cleanup_pass.run(url)
-        _fresh(url, "figure 5: cold start of each handler")
-        figures += cold_start.run(url)
-        _fresh(url, "figure 6: HTTP end to end through the local gateway")
-        figures += http_gateway.run(url, handler_rate)
-        _fresh(url, "figure 7: live push, one tick to 5,000 subscribers over a fake management API")
-        figures += fanout.run(url)
+        tracker_rate: float | None = None
+        handler_rate: float | None = None
+        for name, title in FIGURES.items():
+            if only and name not in only:
+                continue
+            _fresh(url, title)
+            if name == "ingest":
+                ingested = ingest.run(url)
+                figures += ingested.figures
+                tracker_rate = ingested.tracker_rate
+            elif name == "handler_ingest":
+                if tracker_rate is None:
+                    progress("handler_ingest compares with ingest: run both")
+                    continue
+                handler_figures, handler_rate = handler_ingest.run(url, tracker_rate)
+                figures += handler_figures
+            elif name == "http_gateway":
+                if handler_rate is None:
+                    progress("http_gateway compares with handler_ingest: run both")
+                    continue
+                figures += http_gateway.run(url, handler_rate)
+            else:
+                figures += RUNS[name](url)
     print(table(figures), flush=True)
-    write_json(figures)
+    path = PARTIAL if only else LATEST
+    write_json(figures, path)
     missed = [f.name for f in figures if f.met is False]
-    progress(f"done in {time.monotonic() - started:.0f} s; wrote {LATEST}; {_machine()}")
+    progress(f"done in {time.monotonic() - started:.0f} s; wrote {path}; {_machine()}")
     progress(f"{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
     return 0
 
 
+FIGURES = {
+    "ingest": "figure 1: ingest through the tracker, vs the seed design and the no-op EVALSHA ceiling",
+    "handler_ingest": "figure 2: the track_visit handler in-process, vs the tracker call alone",
+    "reads": "figure 3: stats reads on one community of 100 000 live visitors",
+    "cleanup_pass": "figure 4: cleanup of 10 000 communities",
+    "cold_start": "figure 5: cold start of each handler",
+    "http_gateway": "figure 6: HTTP end to end through the local gateway",
+    "fanout": "figure 7: live push, one tick to 5,000 subscribers over a fake management API",
+    "beacons": "figure 8: redis-server time per beacon kind and memory per live person, with heartbeats",
+}
+RUNS: dict[str, Callable[[str], list[Figure]]] = {
+    "reads": reads.run,
+    "cleanup_pass": cleanup_pass.run,
+    "cold_start": cold_start.run,
+    "fanout": fanout.run,
+    "beacons": beacons.run,
+}
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -41,7 +41,7 @@ class LiveState(Protocol):
     def update_visitor_activity(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
     def remove_visitor(self, community_id: str, connection: str, now_ms: int) -> int: ...
     def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None: ...
-    def event_seen(self, community_id: str, event_id: str) -> bool: ...
+    def event_seen(self, community_id: str, event_id: str, now_ms: int) -> bool: ...
 
 
 class VisitHistory(Protocol):
@@ -137,7 +137,8 @@ def screen(
     `?debug=1` question), `?debug=1` explains."""
     reason = bot_reason(user_agent)
     if debug:
-        if reason is None and beacon.event_id and live.event_seen(beacon.community.community_id, beacon.event_id):
+        community_id = beacon.community.community_id
+        if reason is None and beacon.event_id and live.event_seen(community_id, beacon.event_id, now_ms):
             reason = "a retry of a beacon already counted (duplicate event_id)"
         return explain(beacon, not_counted_because=reason)
     if reason is None:

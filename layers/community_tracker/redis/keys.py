@@ -7,6 +7,9 @@ validated (`models.COMMUNITY_ID_PATTERN`) before they get here, so they never co
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import zlib
 
 from community_tracker.timeutil import DAY_MS, MINUTE_MS, Bucket
@@ -15,7 +18,7 @@ from community_tracker.timeutil import DAY_MS, MINUTE_MS, Bucket
 BUCKET_MARGIN_MS = 2 * DAY_MS
 HISTORY_MS = 35 * DAY_MS  # per-day pair history and drop counters
 SERIES_HOURS = 48  # per-minute series kept (and readable) this far back
-RATE_COUNTER_SECONDS = 120  # a client's per-minute beacon counter outlives its minute
+RATE_COUNTER_MARGIN_MS = 10_000  # a minute's rate counters outlive it by this (clock skew)
 USER_SET_MARGIN_MS = MINUTE_MS  # the per-user set outlives the window a little
 SUBSCRIPTION_TTL_MS = 2 * 3_600_000  # API Gateway closes a WebSocket after 2 hours anyway
 SUBSCRIPTION_IDLE_MS = 10 * 60_000  # API Gateway's idle timeout; a ping refreshes it
@@ -75,14 +78,12 @@ class CommunityKeys:
     def drops(self, day_id: str) -> str:
         return f"{self.tag}:drops:{day_id}"  # hash: reason -> beacons not counted
 
-    def event(self, event_id: str) -> str:
-        return f"{self.tag}:event:{event_id}"  # dedup marker, SET NX EX
+    @property
+    def events(self) -> str:
+        return f"{self.tag}:events"  # zset: event id digest (event_member) -> when first seen (ms)
 
-    def rate(self, client_key: str, minute: int) -> str:
-        return f"{self.tag}:rate:{client_key}:{minute}"  # beacons of one client this minute
-
-    def connection_rate(self, connection: str, minute: int) -> str:
-        return f"{self.tag}:crate:{connection}:{minute}"  # beacons of one connection this minute
+    def rates(self, minute: int) -> str:
+        return f"{self.tag}:rates:{minute}"  # hash: client key -> its page views this minute
 
     def client_people(self, client_key: str) -> str:
         return f"{self.tag}:cpeople:{client_key}"  # zset: anonymous person -> when one client made them
@@ -100,6 +101,28 @@ class CommunityKeys:
     @property
     def alert_state(self) -> str:
         return f"{self.tag}:alert"  # hash: kind, alert_id, started_ms, last_breach_ms of the alert now
+
+
+_HEX_DIGEST_KEY = re.compile(r"(a:|c:|c:a:)([0-9a-f]{32})")
+
+
+def stored_key(key: str) -> str:
+    """How Redis spells a person or connection key: a 128-bit hex digest (`a:<32 hex>`,
+    `c:<32 hex>`, `c:a:<32 hex>`, as `identity.VisitorHasher` makes them) as 22 base64url
+    characters. Every sorted-set member, hash field and record line that holds one then fits an
+    allocation 16 bytes smaller (about 110 bytes per live person). Anything else (`u:<user id>`)
+    is kept as it is."""
+    match = _HEX_DIGEST_KEY.fullmatch(key)
+    if match is None:
+        return key
+    return match[1] + base64.urlsafe_b64encode(bytes.fromhex(match[2])).rstrip(b"=").decode()
+
+
+def event_member(event_id: str) -> str:
+    """An event id as the dedup set keeps it: 72 bits of its SHA-256 in 12 characters (the
+    smallest allocation a member can have; ids are 8 to 64 characters). Two different ids of one
+    community collide with a chance of about n^2 / 2^73 for n ids in the window."""
+    return base64.urlsafe_b64encode(hashlib.sha256(event_id.encode()).digest()[:9]).decode()
 
 
 def user_communities_key(user_id: str) -> str:

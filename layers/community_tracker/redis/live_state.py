@@ -48,16 +48,20 @@ from community_tracker.redis.errors import DRIVER_ERRORS, live_state_errors
 from community_tracker.redis.keys import (
     BUCKET_MARGIN_MS,
     HISTORY_MS,
-    RATE_COUNTER_SECONDS,
+    RATE_COUNTER_MARGIN_MS,
     SERIES_HOURS,
     USER_SET_MARGIN_MS,
     CommunityKeys,
+    event_member,
     index_key,
     index_shard,
+    stored_key,
     user_communities_key,
 )
 from community_tracker.redis.scripts import (
     ClusterLuaScripts,
+    HeartbeatArgs,
+    HeartbeatKeys,
     ListVisitorsArgs,
     LuaScripts,
     ReadStateArgs,
@@ -70,6 +74,7 @@ from community_tracker.settings import get_settings
 from community_tracker.timeutil import HOUR_MS, MINUTE_MS, PERIODS, bucket, hour_id, iso, minute_of, seconds
 
 _COUNTED = 1
+_ELSEWHERE = 6  # heartbeat.lua: not a plain heartbeat of a live connection, record.lua's
 _STATUSES: dict[int, VisitStatus] = {
     _COUNTED: "counted",
     2: "duplicate",
@@ -171,7 +176,7 @@ class VisitorTracker:
         self.window_ms = window_seconds * 1000
         # The per-user set outlives the window a little, then expires with the user's last visit.
         self._user_set_ttl_ms = self.window_ms + USER_SET_MARGIN_MS
-        self._dedup_seconds = dedup_seconds
+        self._dedup_ms = dedup_seconds * 1000
         self._rate_limit = rate_limit_per_minute
 
     @staticmethod
@@ -200,8 +205,45 @@ class VisitorTracker:
 
     @live_state_errors
     def update_visitor_activity(self, visit: Visit, now_ms: int, *, increment_pages: bool = False) -> VisitOutcome:
-        """Activity of a visitor already present (a heartbeat); `not_present` if it is not live."""
+        """Activity of a visitor already present (a heartbeat); `not_present` if it is not live.
+
+        A heartbeat of a live connection whose person was heard today is `heartbeat.lua`, which
+        does only that; any other (and one that counts a page) is `record.lua`'s, which then
+        costs a second round trip when `heartbeat.lua` sent it on."""
+        if not increment_pages:
+            raw = self._scripts.call("heartbeat", *self._heartbeat_call(visit, now_ms))
+            if raw[0] != _ELSEWHERE:
+                self._after_record(visit, now_ms, raw[0])
+                return self._outcome(visit, now_ms, raw)
         return self._record(visit, now_ms, pages=int(increment_pages), must_be_present=True)
+
+    def _heartbeat_call(self, visit: Visit, now_ms: int) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of heartbeat.lua for one heartbeat."""
+        keys = CommunityKeys(visit.community_id)
+        visitor = visit.visitor
+        script_keys = HeartbeatKeys(
+            **keys.state_fields,
+            series=keys.series(hour_id(now_ms)),
+            user_communities=self._user_set_in_script(visitor.user_id),
+        )
+        args = HeartbeatArgs(
+            now_ms=now_ms,
+            cutoff_ms=now_ms - self.window_ms,
+            member=stored_key(visitor.key),
+            connection=stored_key(visit.connection),
+            is_authenticated=int(visitor.is_authenticated),
+            community_division=visit.community_division or "",
+            visitor_division=visitor.division_id or "",
+            has_alt_member=int(bool(visit.alt_key)),
+            connection_rate_limit=self._connection_rate_limit,
+            minute=minute_of(now_ms),
+            series_expire_at=seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
+            community_id=visit.community_id,
+            user_set_ttl_ms=self._user_set_ttl_ms,
+            index_refresh_ms=self._index_refresh_ms,
+            day_start_ms=bucket("day", now_ms).start_ms,
+        )
+        return script_keys.values(), args.values()
 
     def _record_call(
         self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool
@@ -222,26 +264,26 @@ class VisitorTracker:
             pair_history=keys.pair_history(day.id),
             series=keys.series(hour_id(now_ms)),
             drops=keys.drops(day.id),
-            event=keys.event(visit.event_id or ""),
-            client_rate=keys.rate(visit.client_key or "", minute),
-            connection_rate=keys.connection_rate(visit.connection, minute),
+            events=keys.events,
+            client_rates=keys.rates(minute),
             client_people=keys.client_people(visit.client_key or ""),
             user_communities=self._user_set_in_script(visitor.user_id),
         )
         args = RecordArgs(
             now_ms=now_ms,
             cutoff_ms=now_ms - self.window_ms,
-            member=visitor.key,
-            alt_member=visit.alt_key or "",
-            connection=visit.connection,
+            member=stored_key(visitor.key),
+            alt_member=stored_key(visit.alt_key) if visit.alt_key else "",
+            connection=stored_key(visit.connection),
             pages=pages,
             must_be_present=int(must_be_present),
             is_authenticated=int(visitor.is_authenticated),
             community_division=visit.community_division or "",
             visitor_division=visitor.division_id or "",
             user_id=visitor.user_id or "",
-            has_event_id=int(visit.event_id is not None),
-            dedup_seconds=self._dedup_seconds,
+            # A heartbeat is not deduplicated: repeated, it changes nothing a first one did not.
+            event=event_member(visit.event_id) if visit.event_id is not None and pages > 0 else "",
+            dedup_ms=self._dedup_ms,
             client_rate_limit=self._rate_limit if visit.client_key else 0,
             connection_rate_limit=self._connection_rate_limit,
             people_per_client=self._people_per_client if visit.client_key else 0,
@@ -253,10 +295,12 @@ class VisitorTracker:
             history_expire_at=seconds(day.end_ms + HISTORY_MS),
             community_id=visit.community_id,
             user_set_ttl_ms=self._user_set_ttl_ms,
-            rate_counter_seconds=RATE_COUNTER_SECONDS,
+            rates_expire_at=seconds((minute + 1) * MINUTE_MS + RATE_COUNTER_MARGIN_MS),
             window_ms=self.window_ms,
             presence_ms=self.presence_ms,
             index_refresh_ms=self._index_refresh_ms,
+            day_start_ms=day.start_ms,
+            client=visit.client_key or "",
         )
         return script_keys.values(), args.values()
 
@@ -299,24 +343,52 @@ class VisitorTracker:
         return outcomes
 
     @live_state_errors
-    def remove_visitor(self, community_id: str, connection: str, now_ms: int) -> int:
-        """One connection leaves (pagehide); it counts for the leave grace, then its person goes
-        with it unless another connection is open. Returns the live count afterwards."""
-        args = RemoveArgs(
+    def update_visitors_activity(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
+        """Many heartbeats at once (load tests, benchmarks): the same as `update_visitor_activity`
+        for each, in one pipeline on a single node (a second one for those sent on to
+        `record.lua`)."""
+        raws = self._scripts.call_many("heartbeat", [self._heartbeat_call(v, now_ms) for v in visits])
+        elsewhere = [i for i, raw in enumerate(raws) if raw[0] == _ELSEWHERE]
+        if elsewhere:
+            calls = [self._record_call(visits[i], now_ms, pages=0, must_be_present=True) for i in elsewhere]
+            for i, raw in zip(elsewhere, self._scripts.call_many("record", calls), strict=True):
+                raws[i] = raw
+        outcomes = []
+        for visit, raw in zip(visits, raws, strict=True):
+            self._after_record(visit, now_ms, raw[0])
+            outcomes.append(self._outcome(visit, now_ms, raw))
+        return outcomes
+
+    @live_state_errors
+    def remove_visitors(self, leaves: Sequence[tuple[str, str]], now_ms: int) -> list[int]:
+        """Many leaves at once, `(community_id, connection)` each: the same as `remove_visitor`
+        for each, in one pipeline on a single node."""
+        calls = [(CommunityKeys(c).state, self._remove_args(connection, now_ms)) for c, connection in leaves]
+        return [int(count) for _left, count in self._scripts.call_many("remove", calls)]
+
+    def _remove_args(self, connection: str, now_ms: int) -> list[Any]:
+        return RemoveArgs(
             now_ms=now_ms,
             cutoff_ms=now_ms - self.window_ms,
-            connection=connection,
+            connection=stored_key(connection),
             grace_ms=self.grace_ms,
             window_ms=self.window_ms,
             presence_ms=self.presence_ms,
-        )
-        _left, count = self._scripts.call("remove", CommunityKeys(community_id).state, args.values())
+        ).values()
+
+    @live_state_errors
+    def remove_visitor(self, community_id: str, connection: str, now_ms: int) -> int:
+        """One connection leaves (pagehide); it counts for the leave grace, then its person goes
+        with it unless another connection is open. Returns the live count afterwards."""
+        args = self._remove_args(connection, now_ms)
+        _left, count = self._scripts.call("remove", CommunityKeys(community_id).state, args)
         return int(count)
 
     @live_state_errors
-    def event_seen(self, community_id: str, event_id: str) -> bool:
-        """Whether a beacon with this event id was recorded within the dedup window."""
-        return bool(self._client.exists(CommunityKeys(community_id).event(event_id)))
+    def event_seen(self, community_id: str, event_id: str, now_ms: int) -> bool:
+        """Whether a page view with this event id was recorded within the dedup window."""
+        seen = self._client.zscore(CommunityKeys(community_id).events, event_member(event_id))
+        return seen is not None and now_ms - seen < self._dedup_ms
 
     @live_state_errors
     def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None:

@@ -27,7 +27,7 @@ RedisClient = Redis | RedisCluster
 Arg = str | int | float
 
 # Scripts that work on one community start with the shared prelude (its keys and helpers).
-COMMUNITY_SCRIPTS = ("record", "remove", "prune", "read_state", "list_visitors")
+COMMUNITY_SCRIPTS = ("record", "heartbeat", "remove", "prune", "read_state", "list_visitors")
 INDEX_SCRIPTS = ("claim_due",)
 
 
@@ -72,9 +72,8 @@ class RecordKeys(CommunityState):
     pair_history: str
     series: str
     drops: str
-    event: str
-    client_rate: str
-    connection_rate: str
+    events: str
+    client_rates: str
     client_people: str
     user_communities: str | None = None  # single node only: a cluster keeps it in another slot
 
@@ -93,10 +92,12 @@ class RecordArgs(Contract):
     community_division: str
     visitor_division: str
     user_id: str
-    has_event_id: int
-    dedup_seconds: int
-    client_rate_limit: int  # beacons per client per minute, 0 off
-    connection_rate_limit: int  # beacons per connection per minute, 0 off
+    # The event id's digest (keys.event_member), page views only ('' none): a repeated heartbeat
+    # changes nothing a first one did not.
+    event: str
+    dedup_ms: int
+    client_rate_limit: int  # page views per client per minute, 0 off
+    connection_rate_limit: int  # beacons per connection per minute (counted in its entry), 0 off
     people_per_client: int  # new anonymous people one client may make per window, 0 off
     minute: int
     day_expire_at: int
@@ -106,10 +107,50 @@ class RecordArgs(Contract):
     history_expire_at: int
     community_id: str
     user_set_ttl_ms: int
-    rate_counter_seconds: int
+    rates_expire_at: int  # the minute's end and a margin (s): its rate counters are for that minute only
     window_ms: int
     presence_ms: int
     index_refresh_ms: int
+    day_start_ms: int  # today's first ms: a person heard since was counted in today's buckets
+    client: str  # the client's key, its field in the minute's rate counters ('' none)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatKeys(Contract):
+    """A heartbeat of a live connection (the state, this hour's series); anything else it sends
+    back to `record`."""
+
+    script: ClassVar[str] = "heartbeat"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    conns: str
+    conn_people: str
+    present: str
+    series: str
+    user_communities: str | None = None  # single node only, as for `record`
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatArgs(Contract):
+    script: ClassVar[str] = "heartbeat"
+    now_ms: int
+    cutoff_ms: int
+    member: str
+    connection: str
+    is_authenticated: int
+    community_division: str
+    visitor_division: str
+    has_alt_member: int  # the person may be live under another key: only `record` looks
+    connection_rate_limit: int
+    minute: int
+    series_expire_at: int
+    community_id: str
+    user_set_ttl_ms: int
+    index_refresh_ms: int
+    day_start_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +219,10 @@ class ClaimDueArgs(Contract):
     due_ms: int
 
 
-KEY_CONTRACTS: tuple[type[Contract], ...] = (CommunityState, RecordKeys, PruneKeys, ClaimDueKeys)
+KEY_CONTRACTS: tuple[type[Contract], ...] = (CommunityState, RecordKeys, HeartbeatKeys, PruneKeys, ClaimDueKeys)
 ARG_CONTRACTS: tuple[type[Contract], ...] = (
     RecordArgs,
+    HeartbeatArgs,
     RemoveArgs,
     PruneArgs,
     ReadStateArgs,

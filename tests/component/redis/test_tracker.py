@@ -228,6 +228,69 @@ def test_rate_limit_per_client(redis_client: Redis | RedisCluster, community_id:
     assert tracker.get_drop_counts(community_id, minute_start + MINUTE).rate_limited == 1
 
 
+def test_heartbeats_write_no_dedup_marker_and_no_client_counter(
+    redis_client: Redis | RedisCluster, community_id: str
+) -> None:
+    """A repeated heartbeat changes nothing a first one did not, so it needs no dedup marker;
+    the per-client limit is for page views (which make people and connections)."""
+    tracker = tracker_for(redis_client, rate_limit_per_minute=1)
+    minute_start = T0 - T0 % MINUTE
+    visitor = visit(community_id, anonymous("hb"), event_id="evt-hb-0001", client_key="client-hb")
+    assert tracker.add_visitor(visitor, minute_start).status == "counted"
+
+    beats = [
+        tracker.update_visitor_activity(
+            visit(community_id, anonymous("hb"), event_id="evt-hb-0002", client_key="client-hb"), minute_start + i
+        )
+        for i in range(1, 4)
+    ]
+
+    assert [b.status for b in beats] == ["counted"] * 3
+    assert not tracker.event_seen(community_id, "evt-hb-0002", minute_start + 4)
+    assert tracker.event_seen(community_id, "evt-hb-0001", minute_start + 4)
+    keys = CommunityKeys(community_id)
+    assert redis_client.hgetall(keys.rates(minute_start // MINUTE)) == {"client-hb": "1"}
+
+
+def test_per_connection_limit_counts_in_the_connection_entry(
+    redis_client: Redis | RedisCluster, community_id: str
+) -> None:
+    tracker = tracker_for(redis_client, connection_rate_limit_per_minute=3)
+    minute_start = T0 - T0 % MINUTE
+    person = anonymous("chatty")
+    statuses = [tracker.add_visitor(visit(community_id, person), minute_start).status]
+    statuses += [tracker.update_visitor_activity(visit(community_id, person), minute_start + i).status for i in (1, 2)]
+    # Leaving and coming back does not reset the count.
+    tracker.remove_visitor(community_id, browser_of(person), minute_start + 3)
+    statuses.append(tracker.update_visitor_activity(visit(community_id, person), minute_start + 4).status)
+    statuses.append(tracker.add_visitor(visit(community_id, person), minute_start + 5).status)
+    next_minute = tracker.add_visitor(visit(community_id, person), minute_start + MINUTE)
+
+    assert statuses == ["counted", "counted", "counted", "rate_limited", "rate_limited"]
+    assert next_minute.status == "counted"
+    assert tracker.get_drop_counts(community_id, minute_start + MINUTE).rate_limited == 2
+    assert [k for node in _keys_of(redis_client, f"{CommunityKeys(community_id).tag}:crate:*") for k in node] == []
+
+
+def test_a_heartbeat_is_counted_in_a_new_day_once(tracker: VisitorTracker, community_id: str) -> None:
+    """A person live across midnight is in the new day's peak and unique visitors from their
+    first heartbeat of the day; their next heartbeats leave the calendar keys as they are."""
+    midnight = to_ms(datetime(2031, 3, 6, tzinfo=UTC))
+    tracker.add_visitor(visit(community_id, user("owl")), midnight - MINUTE)
+    tracker.add_visitor(visit(community_id, user("lark")), midnight - MINUTE)
+    tracker.remove_visitor(community_id, browser_of(user("lark")), midnight - 30 * SECOND)
+
+    tracker.update_visitor_activity(visit(community_id, user("owl")), midnight + SECOND)
+    peak_key = CommunityKeys(community_id).peak_key("day", "2031-03-06")
+    first = tracker.client.hgetall(peak_key)
+    tracker.update_visitor_activity(visit(community_id, user("owl")), midnight + 30 * SECOND)
+
+    assert first == {"count": "1", "at": str(midnight + SECOND)}
+    assert tracker.client.hgetall(peak_key) == first
+    assert tracker.get_unique_visitors(community_id, midnight + MINUTE).daily == 1
+    assert tracker.get_peak_counts(community_id, midnight + MINUTE).daily == 1
+
+
 def test_login_merges_the_anonymous_entry(tracker: VisitorTracker, community_id: str) -> None:
     # Given an anonymous browser that viewed two pages
     tracker.add_visitor(visit(community_id, anonymous("browser-1")), T0)

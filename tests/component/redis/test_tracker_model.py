@@ -33,6 +33,7 @@ BROWSERS = [anonymous("browser-1", None), anonymous("browser-2", "montreal"), an
 TABS = [tab("1"), tab("2"), tab("3"), *(browser_of(b) for b in BROWSERS)]
 GRACE_MS = 15 * SECOND
 PRESENCE_MS = 65 * SECOND
+DEDUP_MS = 60 * MINUTE  # an event id is remembered this long, by the tracker's clock
 EVENT_IDS = [f"evt-{i:04d}-model" for i in range(6)]
 
 
@@ -61,7 +62,7 @@ class ReferenceModel:
         self.people: dict[str, ModelPerson] = {}
         self.conns: dict[str, ModelConnection] = {}
         self.peaks: dict[tuple[str, str], int] = {}
-        self.seen_events: set[str] = set()
+        self.seen_events: dict[str, int] = {}  # event id -> when first seen, for DEDUP_MS
 
     def alive(self, conn: ModelConnection, now: int) -> bool:
         return now - conn.at < WINDOW_MS if conn.open else now < conn.at + GRACE_MS
@@ -91,9 +92,9 @@ class ReferenceModel:
     ) -> str:
         self.prune(now)
         if event_id is not None:
-            if event_id in self.seen_events:
+            if event_id in self.seen_events and now - self.seen_events[event_id] < DEDUP_MS:
                 return "duplicate"
-            self.seen_events.add(event_id)
+            self.seen_events[event_id] = now
         key = identity.key
         if alt_key is not None and key not in self.people and alt_key in self.people:
             key = alt_key
@@ -276,7 +277,7 @@ def test_tracker_matches_the_reference_model(redis_client: RedisClient) -> None:
     tracker = tracker_for(
         redis_client,
         window_seconds=WINDOW_MS // 1000,
-        dedup_seconds=3600,
+        dedup_seconds=DEDUP_MS // 1000,
         presence_seconds=PRESENCE_MS // 1000,
         leave_grace_seconds=GRACE_MS // 1000,
     )

@@ -16,7 +16,10 @@ local PRESENT = KEYS[8]
 -- A person is live while any of their connections is: their LIVE score is the highest score of
 -- their connections. PRESENT scores each person by when they stop being present minus the
 -- presence window: heard at t scores t, a connection that left at t counts until t + grace.
--- CONN_PEOPLE maps a connection to '1' .. person (open) or '0' .. person (left, in its grace).
+-- CONN_PEOPLE maps a connection to '1' .. person (open) or '0' .. person (left, in its grace),
+-- then, while the per-connection rate limit is on, '\n' .. minute .. ':' .. its beacons in that
+-- minute (a person key never holds a newline): the counter lives in the entry a beacon rewrites
+-- anyway, instead of a key per connection and minute.
 
 -- Derived counters only ever move through here, so a field at zero disappears.
 local function bump(key, field, delta)
@@ -44,6 +47,16 @@ local function encode(r)
     return head
   end
   return head .. '\n' .. table.concat(r.k, '\n')
+end
+
+-- A connection's entry: open ('1' or '0'), person, minute of its counter ('' none), beacons then.
+local function conn_entry(state)
+  local open, person, minute, beats = string.match(state, '^([01])([^\n]*)\n?(%d*):?(%d*)$')
+  return open, person, minute, tonumber(beats) or 0
+end
+
+local function conn_person(state)
+  return string.match(state, '^.([^\n]*)')
 end
 
 local function is_cross(r)
@@ -102,9 +115,15 @@ end
 -- Drops every connection and every person whose LIVE score is at or before `cutoff` (ms), with
 -- their contributions. Batched: records are read with one HMGET per chunk and each derived
 -- counter is changed once per group, so the cost is a few calls, not a few per stale person.
+-- `writing`: the caller is a beacon, which checks the connections only: a person's LIVE score is
+-- their connections' highest, so no stale connection means no stale person (one call, not two,
+-- for nearly every beacon; cleanup and the reads look at both).
 local PRUNE_CHUNK = 1000 -- well under Lua's unpack limit
-local function prune(cutoff)
+local function prune(cutoff, writing)
   local stale_conns = redis.call('ZRANGE', CONNS, '-inf', cutoff, 'BYSCORE')
+  if #stale_conns == 0 and writing then
+    return 0
+  end
   if #stale_conns > 0 then
     -- A stale connection leaves its person's record; people who stay live keep the rest.
     local detach = {}
@@ -113,7 +132,7 @@ local function prune(cutoff)
       local owners = redis.call('HMGET', CONN_PEOPLE, unpack(chunk))
       for i, state in ipairs(owners) do
         if state then
-          local person = string.sub(state, 2)
+          local person = conn_person(state)
           detach[person] = detach[person] or {}
           detach[person][chunk[i]] = true
         end

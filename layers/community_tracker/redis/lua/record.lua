@@ -9,11 +9,10 @@ local UNIQUE_MONTH = KEYS[14]
 local PAIR_HISTORY = KEYS[15]
 local SERIES = KEYS[16]
 local DROPS = KEYS[17]
-local EVENT = KEYS[18]
-local CLIENT_RATE = KEYS[19]
-local CONNECTION_RATE = KEYS[20]
-local CLIENT_PEOPLE = KEYS[21]
-local USER_COMMUNITIES = KEYS[22]
+local EVENTS = KEYS[18]
+local CLIENT_RATES = KEYS[19]
+local CLIENT_PEOPLE = KEYS[20]
+local USER_COMMUNITIES = KEYS[21]
 local now_ms = tonumber(ARGV[1])
 local cutoff_ms = ARGV[2]
 local member = ARGV[3]
@@ -25,8 +24,8 @@ local is_authenticated = ARGV[8]
 local community_division = ARGV[9]
 local visitor_division = ARGV[10]
 local user_id = ARGV[11]
-local has_event_id = ARGV[12]
-local dedup_seconds = ARGV[13]
+local event = ARGV[12]
+local dedup_ms = tonumber(ARGV[13])
 local client_rate_limit = tonumber(ARGV[14])
 local connection_rate_limit = tonumber(ARGV[15])
 local people_per_client = tonumber(ARGV[16])
@@ -38,14 +37,21 @@ local series_expire_at = ARGV[21]
 local history_expire_at = ARGV[22]
 local community_id = ARGV[23]
 local user_set_ttl_ms = ARGV[24]
-local rate_counter_seconds = ARGV[25]
+local rates_expire_at = ARGV[25]
 local window_ms = tonumber(ARGV[26])
 local presence_ms = tonumber(ARGV[27])
 local index_refresh_ms = tonumber(ARGV[28])
+local day_start_ms = tonumber(ARGV[29])
+local client = ARGV[30]
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
 -- 3 rate limited, 4 not present, 5 too many new anonymous people from one client. "Recorded
 -- at" is when the event id was first seen (now, unless a duplicate).
-prune(cutoff_ms)
+--
+-- A heartbeat of a live connection is the most common beacon by far (4 in 5), so its path does
+-- only what it must: no dedup marker (a repeated heartbeat changes nothing; the caller sends no
+-- event id), no per-client counter (it creates nobody), its connection's counter inside the
+-- connection's own entry, and none of the calendar keys once its person was counted today.
+prune(cutoff_ms, true)
 
 local function count_drop(reason)
   if redis.call('HINCRBY', DROPS, reason, 1) == 1 then
@@ -53,15 +59,16 @@ local function count_drop(reason)
   end
 end
 
-local function over_limit(key, limit)
-  if limit <= 0 then
+-- One hash per community and minute, one field per client: no key per client.
+local function over_client_limit()
+  if client_rate_limit <= 0 then
     return false
   end
-  local hits = redis.call('INCR', key)
+  local hits = redis.call('HINCRBY', CLIENT_RATES, client, 1)
   if hits == 1 then
-    redis.call('EXPIRE', key, rate_counter_seconds)
+    redis.call('EXPIREAT', CLIENT_RATES, rates_expire_at)
   end
-  return hits > limit
+  return hits > client_rate_limit
 end
 
 -- The registration in cleanup's index is refreshed now and then, so a registration lost
@@ -75,22 +82,55 @@ local function needs_index()
   return 1
 end
 
-if over_limit(CONNECTION_RATE, connection_rate_limit) or over_limit(CLIENT_RATE, client_rate_limit) then
+local function counted(count)
+  if USER_COMMUNITIES then
+    redis.call('ZADD', USER_COMMUNITIES, now_ms, community_id)
+    redis.call('PEXPIRE', USER_COMMUNITIES, user_set_ttl_ms)
+  end
+  return {1, count, needs_index(), now_ms}
+end
+
+-- The connection's entry: whose it is, and its beacons this minute (the per-connection limit),
+-- written back below with the rest of the beacon.
+local owner_state = redis.call('HGET', CONN_PEOPLE, connection)
+local owner, beats_minute, beats = nil, nil, 0
+if owner_state then
+  local _open
+  _open, owner, beats_minute, beats = conn_entry(owner_state)
+end
+beats = beats_minute == minute and beats + 1 or 1
+-- Page views (which make people and connections) count against their client too.
+if (connection_rate_limit > 0 and beats > connection_rate_limit)
+  or (must_be_present == '0' and over_client_limit()) then
   count_drop('rate_limited')
   return {3, redis.call('ZCARD', LIVE), 0, now_ms}
 end
 
-if has_event_id == '1' and not redis.call('SET', EVENT, now_ms, 'NX', 'EX', dedup_seconds) then
-  count_drop('duplicate')
-  -- A retry whose first try timed out after running: its index registration may be lost.
-  redis.call('HSET', COUNTS, 'indexed', now_ms)
-  return {2, redis.call('ZCARD', LIVE), 1, redis.call('GET', EVENT)}
+-- Event ids seen within the dedup window: one sorted set per community (digest -> when first
+-- seen), trimmed as it goes, instead of a key per event.
+if event ~= '' then
+  if redis.call('ZADD', EVENTS, 'NX', now_ms, event) == 0 then
+    local seen = tonumber(redis.call('ZSCORE', EVENTS, event))
+    if now_ms - seen < dedup_ms then
+      count_drop('duplicate')
+      -- A retry whose first try timed out after running: its index registration may be lost.
+      redis.call('HSET', COUNTS, 'indexed', now_ms)
+      return {2, redis.call('ZCARD', LIVE), 1, seen}
+    end
+    redis.call('ZADD', EVENTS, now_ms, event)
+  end
+  redis.call('ZREMRANGEBYSCORE', EVENTS, '-inf', now_ms - dedup_ms)
+  redis.call('PEXPIRE', EVENTS, dedup_ms)
 end
 
 -- Past midnight a cookieless person's key changes; one still live under yesterday's key stays
--- that person.
-if alt_member ~= '' and not redis.call('ZSCORE', LIVE, member) and redis.call('ZSCORE', LIVE, alt_member) then
-  member = alt_member
+-- that person. (After the prune a person has a record exactly while they are live.)
+local raw = redis.call('HGET', VISITORS, member)
+if not raw and alt_member ~= '' then
+  local alt_raw = redis.call('HGET', VISITORS, alt_member)
+  if alt_raw then
+    member, raw = alt_member, alt_raw
+  end
 end
 
 -- The connection may belong to someone else: the same tab after a login or a logout. It moves
@@ -98,8 +138,6 @@ end
 -- connection (one human, now known differently), else it keeps its other tabs.
 local folded = nil
 local previous = nil
-local owner_state = redis.call('HGET', CONN_PEOPLE, connection)
-local owner = owner_state and string.sub(owner_state, 2) or nil
 local owner_raw = owner and owner ~= member and redis.call('HGET', VISITORS, owner)
 local keeps_others = false
 if owner_raw then
@@ -112,7 +150,6 @@ if owner_raw then
   end
 end
 
-local raw = redis.call('HGET', VISITORS, member)
 -- A heartbeat never creates a person, except the one a tab's person becomes (a fold).
 if not raw and must_be_present == '1' and not (previous and not keeps_others) then
   return {4, redis.call('ZCARD', LIVE), 0, now_ms}
@@ -145,6 +182,9 @@ if raw then
 else
   rec = {j = now_ms, p = 0, l = now_ms, k = {}}
 end
+-- Their last beacon was today: it went through the calendar below, which counted them in
+-- today's buckets (and so in this week's and month's).
+local counted_today = raw and not folded and rec.l >= day_start_ms
 if folded then
   rec.j = math.min(rec.j, folded.j)
   rec.p = rec.p + folded.p
@@ -160,14 +200,29 @@ if not raw or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d 
   contribute(rec, 1)
 end
 rec.u = user_id
-rec.k = without(rec.k, connection)
-rec.k[#rec.k + 1] = connection
+if rec.k[#rec.k] ~= connection then
+  rec.k = without(rec.k, connection)
+  rec.k[#rec.k + 1] = connection
+end
 redis.call('HSET', VISITORS, member, encode(rec))
-redis.call('HSET', CONN_PEOPLE, connection, '1' .. member)
+local entry = '1' .. member
+if connection_rate_limit > 0 then
+  entry = entry .. '\n' .. minute .. ':' .. beats
+end
+if entry ~= owner_state then
+  redis.call('HSET', CONN_PEOPLE, connection, entry)
+end
 redis.call('ZADD', CONNS, now_ms, connection)
 redis.call('ZADD', LIVE, now_ms, member)
 redis.call('ZADD', PRESENT, now_ms, member)
 local count = redis.call('ZCARD', LIVE)
+
+-- A heartbeat of someone counted today did not raise the count (they were live) nor add anyone
+-- to a bucket: the peaks and unique visitors below stay as they are.
+if pages == 0 and counted_today then
+  sample(SERIES, minute, count, series_expire_at)
+  return counted(count)
+end
 
 -- A day lies inside its week and its month, so their peaks are never below the day's: only a
 -- new daily peak can be a new weekly or monthly one. A bucket's keys (peak, unique visitors) are
@@ -207,9 +262,4 @@ if pages > 0 and is_cross(rec) then
 end
 sample(SERIES, minute, count, series_expire_at)
 
-if USER_COMMUNITIES then
-  redis.call('ZADD', USER_COMMUNITIES, now_ms, community_id)
-  redis.call('PEXPIRE', USER_COMMUNITIES, user_set_ttl_ms)
-end
-
-return {1, count, needs_index(), now_ms}
+return counted(count)

@@ -1,0 +1,83 @@
+-- A heartbeat of a live connection, the beacon sent most (4 in 5): only what it must do. Anything
+-- else is record.lua's, which handles every beacon: a person not counted in today's buckets yet,
+-- a tab that belongs to someone else (a login or logout), changed attributes, a connection over
+-- its rate limit, a person known only under the previous key. Contract: scripts.HeartbeatKeys /
+-- scripts.HeartbeatArgs.
+local SERIES = KEYS[9]
+local USER_COMMUNITIES = KEYS[10]
+local now_ms = tonumber(ARGV[1])
+local cutoff_ms = ARGV[2]
+local member = ARGV[3]
+local connection = ARGV[4]
+local is_authenticated = ARGV[5]
+local community_division = ARGV[6]
+local visitor_division = ARGV[7]
+local has_alt_member = ARGV[8]
+local connection_rate_limit = tonumber(ARGV[9])
+local minute = ARGV[10]
+local series_expire_at = ARGV[11]
+local community_id = ARGV[12]
+local user_set_ttl_ms = ARGV[13]
+local index_refresh_ms = tonumber(ARGV[14])
+local day_start_ms = tonumber(ARGV[15])
+-- Returns {status, live count, needs index, recorded at} as record.lua does (1 counted, 4 not
+-- present), or {6} for a beacon to send to record.lua instead; nothing is written then.
+local ELSEWHERE = {6, 0, 0, now_ms}
+prune(cutoff_ms, true)
+
+local state = redis.call('HGET', CONN_PEOPLE, connection)
+local raw = redis.call('HGET', VISITORS, member)
+if not raw then
+  -- Nobody to keep live, unless the tab is someone else's or the person is under another key.
+  if state or has_alt_member == '1' then
+    return ELSEWHERE
+  end
+  return {4, redis.call('ZCARD', LIVE), 0, now_ms}
+end
+if not state then
+  return ELSEWHERE
+end
+local _open, owner, beats_minute, beats = conn_entry(state)
+if owner ~= member then
+  return ELSEWHERE
+end
+beats = beats_minute == minute and beats + 1 or 1
+if connection_rate_limit > 0 and beats > connection_rate_limit then
+  return ELSEWHERE -- where the drop is counted
+end
+local rec = decode(raw)
+local listed = false
+for _, conn in ipairs(rec.k) do
+  listed = listed or conn == connection
+end
+-- Heard today already: that beacon went through record.lua's calendar (peaks, unique visitors),
+-- and a heartbeat does not raise the count: nothing left to do there.
+if not listed or rec.l < day_start_ms or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d ~= visitor_division then
+  return ELSEWHERE
+end
+
+rec.l = now_ms
+redis.call('HSET', VISITORS, member, encode(rec))
+local entry = '1' .. member
+if connection_rate_limit > 0 then
+  entry = entry .. '\n' .. minute .. ':' .. beats
+end
+if entry ~= state then
+  redis.call('HSET', CONN_PEOPLE, connection, entry)
+end
+redis.call('ZADD', CONNS, now_ms, connection)
+redis.call('ZADD', LIVE, now_ms, member)
+redis.call('ZADD', PRESENT, now_ms, member)
+local count = redis.call('ZCARD', LIVE)
+sample(SERIES, minute, count, series_expire_at)
+if USER_COMMUNITIES then
+  redis.call('ZADD', USER_COMMUNITIES, now_ms, community_id)
+  redis.call('PEXPIRE', USER_COMMUNITIES, user_set_ttl_ms)
+end
+-- As in record.lua: the index registration is refreshed now and then, so a lost one heals.
+local indexed = tonumber(redis.call('HGET', COUNTS, 'indexed') or '0')
+if now_ms - indexed < index_refresh_ms then
+  return {1, count, 0, now_ms}
+end
+redis.call('HSET', COUNTS, 'indexed', now_ms)
+return {1, count, 1, now_ms}
