@@ -375,7 +375,7 @@ def test_a_tab_hidden_past_the_window_is_counted_again(
     before = len(sent)
     page.evaluate("__setVisibility('visible')")
 
-    assert eventually(lambda: live_total(tracker, community_id) == 1)
+    assert eventually(lambda: live_total(tracker, community_id) == 1, timeout=30, on=page)
     page.wait_for_timeout(500)  # Playwright hands over the page's events while it is waited on
     assert [s.kind for s in sent[before:]] == ["heartbeat", "visits"]  # active:false, then a page view
     page.close()
