@@ -164,7 +164,7 @@ class _Spent:
 
 
 def run(redis_url: str, tracker_rate: float) -> tuple[list[Figure], float]:
-    """The figures, and the handler's rate (figure 6 compares the HTTP path with it)."""
+    """The figures, and the handler's anonymous rate (figure 6 compares the HTTP path with it)."""
     with environment(function_environment(redis_url)), mock_aws(), lambda_stdout():
         create_visits_table(boto3.client("dynamodb", region_name="us-east-1"), get_settings().table_name)
         # Imported here: the handler module reads its settings when first imported.
@@ -265,4 +265,4 @@ def run(redis_url: str, tracker_rate: float) -> tuple[list[Figure], float]:
             tracker_rate,
             of="tracker alone",
         ),
-    ], rates["mixed"]
+    ], rates["anonymous"]
