@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from redis import Redis
 
@@ -64,7 +65,12 @@ class _Communities:
         self.live_at = self.stale_at + tracker.window_ms + 1000
         tracker.add_visitors(arrivals(source, people.visitors[:half], batch="cl"), self.live_at)
         tracker.add_visitors(arrivals(source, people.visitors[half:], batch="cs"), self.stale_at)
-        self._dumps = [raw.dump(key) for key in CommunityKeys(source.community_id).state]
+        # The live state and what the scripts derive from its tag (each group's sorted set and the
+        # set of groups), by the part of their name after the tag.
+        keys = CommunityKeys(source.community_id)
+        groups = [keys.group(g) for g in cast(set[str], client.smembers(keys.groups))]
+        self._suffixes = [key[len(keys.tag) :] for key in [*keys.state, keys.groups, *groups]]
+        self._dumps = [raw.dump(keys.tag + suffix) for suffix in self._suffixes]
         self._client = client
 
     def now(self) -> int:
@@ -76,9 +82,10 @@ class _Communities:
         for start in range(0, len(self.ids), RESTORE_CHUNK):
             pipe = self._raw.pipeline(transaction=False)
             for community_id in self.ids[start : start + RESTORE_CHUNK]:
-                for key, dumped in zip(CommunityKeys(community_id).state, self._dumps, strict=True):
+                tag = CommunityKeys(community_id).tag
+                for suffix, dumped in zip(self._suffixes, self._dumps, strict=True):
                     if dumped is not None:
-                        pipe.restore(key, 0, dumped, replace=True)
+                        pipe.restore(tag + suffix, 0, dumped, replace=True)
                 pipe.zadd(index_key(index_shard(community_id, Settings().index_shards)), {community_id: 0})
             pipe.execute()
 

@@ -81,7 +81,8 @@ def _serial_seconds_per_post(endpoint: str) -> float:
 
 def _signed_in(people: Population, round_index: int) -> tuple[list[Visit], list[Visit]]:
     """An anonymous visitor of no known division in each community, then the same visitor signed in
-    (folded into a user of no known division): the second changes only the counts message."""
+    on the same tab (the tab moves to a user of no known division, into whom the anonymous person
+    is folded): the second changes only the counts message."""
     before, after = [], []
     for community in people.communities:
         anonymous = VisitorIdentity(
@@ -94,14 +95,14 @@ def _signed_in(people: Population, round_index: int) -> tuple[list[Visit], list[
         user = VisitorIdentity(
             key=authenticated_visitor_key(user_id), user_id=user_id, division_id=None, is_authenticated=True
         )
-        before.append(Visit(community_id=community.community_id, community_division="quebec", visitor=anonymous))
-        after.append(
+        tab = f"c:fanout-tab-{community.community_id}-{round_index}"
+        before.append(
             Visit(
-                community_id=community.community_id,
-                community_division="quebec",
-                visitor=user,
-                merge_key=anonymous.key,
+                community_id=community.community_id, community_division="quebec", visitor=anonymous, connection_key=tab
             )
+        )
+        after.append(
+            Visit(community_id=community.community_id, community_division="quebec", visitor=user, connection_key=tab)
         )
     return before, after
 

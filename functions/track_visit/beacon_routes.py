@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -85,26 +86,21 @@ def count_invalid_beacon(event: APIGatewayProxyEventV2) -> None:
         logger.warning("invalid beacon not counted: a store is unavailable")
 
 
-def _user_agent() -> str:
-    return router.current_event.headers.get("user-agent", "")
-
-
-def _parse(community_id: str, body: PresenceBody, now_ms: int) -> Beacon:
+def _parse(community_id: str, body: PresenceBody, now_ms: int, headers: Mapping[str, str]) -> Beacon:
     community = registered_community(community_id, get_stores().communities)
-    event = router.current_event
-    headers = event.headers
-    source_ip = event.request_context.http.source_ip
+    source_ip = router.current_event.request_context.http.source_ip
     hasher = get_visitor_hasher()
+    settings = get_settings()
     identity = beacon_identity(
         principal=principal_from(headers, body.token),
         visitor_id=body.visitor_id,
         connection_id=body.connection_id,
         source_ip=source_ip,
-        user_agent=_user_agent(),
-        location=location_division(headers, get_settings()),
+        user_agent=headers.get("user-agent", ""),
+        location=location_division(headers, settings),
         hasher=hasher,
         now_ms=now_ms,
-        window_ms=get_settings().active_window_seconds * 1000,
+        window_ms=settings.active_window_seconds * 1000,
     )
     return Beacon(
         community=community,
@@ -117,10 +113,12 @@ def _parse(community_id: str, body: PresenceBody, now_ms: int) -> Beacon:
 
 
 def _screened(community_id: str, body: PresenceBody, debug: bool, now_ms: int) -> Beacon | Dropped | Explained:
-    beacon = _parse(community_id, body, now_ms)
+    # Powertools builds a new case-insensitive copy of the headers on every `.headers`: once here.
+    headers = router.current_event.headers
+    beacon = _parse(community_id, body, now_ms, headers)
     return screen(
         beacon,
-        user_agent=_user_agent(),
+        user_agent=headers.get("user-agent", ""),
         live=get_tracker(),
         now_ms=now_ms,
         debug=debug,
@@ -177,8 +175,9 @@ def post_visit(
     result = record_page_view(beacon, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms)
     if not isinstance(result, Counted):
         return _not_recorded(result)
-    answer = PageViewAnswer(
-        **result.result.model_dump(), event_id=result.event_id or "", event_id_generated=result.event_id_generated
+    # Built from the tracker's answer, a model already: not validated a second time.
+    answer = PageViewAnswer.model_construct(
+        **dict(result.result), event_id=result.event_id or "", event_id_generated=result.event_id_generated
     )
     if result.duplicate:
         count_dropped("duplicate")

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Protocol
 
-import ua_parser
 from crawlerdetect import CrawlerDetect
 
 from community_tracker.errors import LiveStateUnavailable
@@ -144,6 +143,10 @@ def automation(user_agent: str) -> tuple[Kind, str | None]:
 
 @lru_cache(maxsize=4096)
 def _device(user_agent: str) -> DeviceClass:
+    # Imported here: only the device class needs it, never the beacon path (its import, which
+    # loads PyYAML for its rule loaders, is 20 ms of a cold start).
+    import ua_parser
+
     device = ua_parser.parse_device(user_agent)
     family = device.family if device else ""
     if device is not None and (device.brand == "Spider" or family == "Spider"):

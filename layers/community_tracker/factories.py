@@ -2,10 +2,17 @@
 
 Nothing is built at import time; tests change the environment and call `reset_factories()`, which
 forgets every factory registered here, so no hand-kept list can miss one.
+
+With Lambda SnapStart, an execution environment is restored from a snapshot of another's init:
+`reset_factories()` runs after each restore (`register_snapstart_hook`), so Redis connections (and
+their TLS sessions and cluster slot maps), cached secrets and JWKS are opened and read again by
+the restored environment, and the random generator is seeded again, instead of being shared by
+every environment restored from one snapshot.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar, cast
@@ -25,3 +32,23 @@ def reset_factories() -> None:
     """Forgets every cached object: the next call builds from the current environment."""
     for cache_clear in _CACHE_CLEARS:
         cache_clear()
+
+
+def after_restore() -> None:
+    """What a restored SnapStart environment does before its first request."""
+    random.seed()  # from os.urandom: restored environments must not share the snapshot's state
+    reset_factories()
+
+
+def register_snapstart_hook() -> bool:
+    """Registers `after_restore` with the Lambda runtime's SnapStart hooks. The module exists only
+    in Lambda's Python runtime (3.12 and later): elsewhere there is nothing to register."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    register_after_restore(after_restore)
+    return True
+
+
+register_snapstart_hook()

@@ -6,14 +6,72 @@ Nothing identifying is ever logged: no token, no raw session or client id, no IP
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 METRICS_NAMESPACE = "CommunityVisitorTracker"
 
+
+class _NoSegment(BaseSegment):
+    def close(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def add_subsegment(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def remove_subsegment(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def put_annotation(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def put_metadata(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def add_exception(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+class NoTracing(BaseProvider):
+    """The tracer's provider while tracing is off (outside Lambda, `POWERTOOLS_TRACE_DISABLED`): it
+    records nothing, as the X-Ray SDK does then, without importing the SDK, which loads botocore's
+    session for its sampler (100 to 250 ms of a cold start). With tracing on, the tracer keeps the
+    X-Ray recorder."""
+
+    @contextmanager
+    def in_subsegment(self, *_args: Any, **_kwargs: Any) -> Iterator[BaseSegment]:
+        yield _NoSegment()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, *_args: Any, **_kwargs: Any) -> AsyncIterator[BaseSegment]:
+        yield _NoSegment()
+
+    def put_annotation(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def put_metadata(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def patch(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def patch_all(self) -> None:
+        return None
+
+
+def _tracer() -> Tracer:
+    off = Tracer._is_tracer_disabled()  # the rule Powertools applies (env var, outside Lambda)
+    return Tracer(provider=NoTracing()) if off else Tracer()
+
+
 logger = Logger()
-tracer = Tracer()
+tracer = _tracer()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
 
 

@@ -14,25 +14,31 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
-
-from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+from typing import TYPE_CHECKING, Any
 
 from community_tracker.aws.clients import aws_client
 from community_tracker.errors import SecretUnavailable
 from community_tracker.factories import cached_factory
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+
 DEFAULT_MAX_AGE_SECONDS = 300
 
 
+# Powertools Parameters (and boto3 under it) are imported by the first secret read: a function
+# configured with its secrets' values (the local run, the tests) never loads them.
 @cached_factory
 def _ssm_provider() -> SSMProvider:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
     return SSMProvider(boto3_client=aws_client("ssm"))
 
 
 @cached_factory
 def _secrets_provider() -> SecretsProvider:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
     return SecretsProvider(boto3_client=aws_client("secretsmanager"))
 
 
@@ -47,6 +53,8 @@ def is_ssm_parameter(name: str) -> bool:
 
 def read_secret(name: str, max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS) -> str:
     """The raw value of an SSM SecureString or a Secrets Manager secret, cached for its max age."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
     try:
         if is_ssm_parameter(name):
             value: Any = _ssm_provider().get(name, decrypt=True, max_age=max_age_seconds)

@@ -60,6 +60,18 @@ class CommunityKeys:
         """KEYS[1..8] of every community script."""
         return list(self.state_fields.values())
 
+    # The scripts derive these two from the hash tag (community.lua): they belong to the state.
+    @property
+    def groups(self) -> str:
+        return f"{self.tag}:groups"  # set: the groups (auth|community division|division) of live people
+
+    def group(self, group: str) -> str:
+        return f"{self.tag}:group:{group}"  # zset: person of that group -> their LIVE score
+
+    def is_live_state(self, key: str) -> bool:
+        """One of the keys that live as long as the community has live people (no expiry)."""
+        return key in self.state_fields.values() or key == self.groups or key.startswith(self.group(""))
+
     def peak(self, bucket: Bucket) -> str:
         return self.peak_key(bucket.period, bucket.id)
 

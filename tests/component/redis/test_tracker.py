@@ -90,6 +90,35 @@ def test_reads_discount_stale_visitors_without_cleanup(tracker: VisitorTracker, 
     assert not tracker.is_user_visiting(community_id, "early", now)
 
 
+def test_a_read_prunes_nothing_and_still_answers_exactly(tracker: VisitorTracker, community_id: str) -> None:
+    # Given 10 people who went stale together (no beacon since) and 4 live ones
+    stale = [visit(community_id, user(f"gone-{i}", ["montreal", "laval"][i % 2])) for i in range(10)]
+    live = [visit(community_id, anonymous(f"here-{i}", "laval")) for i in range(4)]
+    tracker.add_visitors(stale, T0)
+    tracker.add_visitors(live, T0 + 3 * MINUTE)
+    now = T0 + WINDOW + SECOND
+    keys = CommunityKeys(community_id)
+
+    # When it is read
+    summary = tracker.get_summary(community_id, now)
+    page = tracker.get_visitor_list(community_id, now + 1)
+
+    # Then nothing was pruned (that is the next beacon's or cleanup's), and both answers leave all
+    # 10 out
+    assert tracker.client.zcard(keys.live) == 14
+    assert summary.stats.total_visitors == 4
+    assert (summary.stats.authenticated_visitors, summary.stats.anonymous_visitors) == (0, 4)
+    assert summary.stats.connections == 4
+    assert summary.divisions == [DivisionCount(division_id="laval", count=4)]
+    assert summary.cross_division.breakdown == [CrossDivisionPair(from_division="laval", to_division="quebec", count=4)]
+    assert page.total_visitors == 4
+    assert len(page.visitors) == 4
+    assert {v.is_authenticated for v in page.visitors} == {False}
+    # And cleanup takes them
+    assert CleanupIndex(tracker.client).cleanup_stale_visitors(community_id, now + 2).removed == 10
+    assert tracker.client.zcard(keys.live) == 4
+
+
 def test_heartbeat_keeps_a_visitor_live_without_counting_a_page(tracker: VisitorTracker, community_id: str) -> None:
     tracker.add_visitor(visit(community_id, user("u1")), T0)
 
@@ -507,7 +536,7 @@ def test_every_key_but_the_live_state_expires(tracker: VisitorTracker, community
     client = tracker.client
     found = [k for node_keys in _keys_of(client, f"{keys.tag}*") for k in node_keys]
     assert len(found) > len(live_state)
-    without_expiry = [k for k in found if k not in live_state and client.ttl(k) < 0]
+    without_expiry = [k for k in found if not keys.is_live_state(k) and client.ttl(k) < 0]
     assert without_expiry == []
 
 

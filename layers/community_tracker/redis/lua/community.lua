@@ -21,6 +21,22 @@ local PRESENT = KEYS[8]
 -- minute (a person key never holds a newline): the counter lives in the entry a beacon rewrites
 -- anyway, instead of a key per connection and minute.
 
+-- Every live person is also in the sorted set of their group, what they count towards
+-- (auth|community division|division), with their LIVE score; GROUPS lists the groups (a set,
+-- emptied with the community). The counters below count everyone not pruned yet; a read, which
+-- prunes nothing, takes back what each group's stale members still add (a ZCOUNT per group), so
+-- its answer is exact however many are left for the next beacon or cleanup.
+local STATE_PREFIX = string.sub(LIVE, 1, -5) -- '{c:<id>}:', the live state's hash tag
+local GROUPS = STATE_PREFIX .. 'groups'
+
+local function group_of(r)
+  return r.a .. '|' .. r.c .. '|' .. r.d
+end
+
+local function group_key(group)
+  return STATE_PREFIX .. 'group:' .. group
+end
+
 -- Derived counters only ever move through here, so a field at zero disappears.
 local function bump(key, field, delta)
   if redis.call('HINCRBY', key, field, delta) <= 0 then
@@ -92,8 +108,15 @@ local function forget(member, rec)
   contribute(rec, -1)
   redis.call('HDEL', VISITORS, member)
   redis.call('ZREM', LIVE, member)
+  redis.call('ZREM', group_key(group_of(rec)), member)
   redis.call('ZREM', PRESENT, member)
   return rec
+end
+
+-- A person's LIVE score, in LIVE and in their group's set.
+local function set_live(member, rec, score)
+  redis.call('ZADD', LIVE, score, member)
+  redis.call('ZADD', group_key(group_of(rec)), score, member)
 end
 
 -- A person's LIVE and PRESENT scores from their connections (see above), or nil when none is
@@ -113,12 +136,22 @@ local function person_scores(rec, window_minus_presence)
 end
 
 -- Drops every connection and every person whose LIVE score is at or before `cutoff` (ms), with
--- their contributions. Batched: records are read with one HMGET per chunk and each derived
--- counter is changed once per group, so the cost is a few calls, not a few per stale person.
+-- their contributions: what beacons and cleanup do first (reads prune nothing, see live_counts).
+-- Batched: records are read with one HMGET per chunk and each derived counter is changed once
+-- per group, so the cost is a few calls, not a few per stale person.
 -- `writing`: the caller is a beacon, which checks the connections only: a person's LIVE score is
 -- their connections' highest, so no stale connection means no stale person (one call, not two,
--- for nearly every beacon; cleanup and the reads look at both).
+-- for nearly every beacon; cleanup looks at both). Returns how many people went.
 local PRUNE_CHUNK = 1000 -- well under Lua's unpack limit
+
+local function chunks(list)
+  local out = {}
+  for first = 1, #list, PRUNE_CHUNK do
+    out[#out + 1] = {unpack(list, first, math.min(first + PRUNE_CHUNK - 1, #list))}
+  end
+  return out
+end
+
 local function prune(cutoff, writing)
   local stale_conns = redis.call('ZRANGE', CONNS, '-inf', cutoff, 'BYSCORE')
   if #stale_conns == 0 and writing then
@@ -127,8 +160,7 @@ local function prune(cutoff, writing)
   if #stale_conns > 0 then
     -- A stale connection leaves its person's record; people who stay live keep the rest.
     local detach = {}
-    for first = 1, #stale_conns, PRUNE_CHUNK do
-      local chunk = {unpack(stale_conns, first, math.min(first + PRUNE_CHUNK - 1, #stale_conns))}
+    for _, chunk in ipairs(chunks(stale_conns)) do
       local owners = redis.call('HMGET', CONN_PEOPLE, unpack(chunk))
       for i, state in ipairs(owners) do
         if state then
@@ -140,18 +172,25 @@ local function prune(cutoff, writing)
       redis.call('HDEL', CONN_PEOPLE, unpack(chunk))
     end
     redis.call('ZREMRANGEBYSCORE', CONNS, '-inf', cutoff)
-    for person, gone in pairs(detach) do
-      local score = tonumber(redis.call('ZSCORE', LIVE, person))
-      if score and score > tonumber(cutoff) then
-        local rec = decode(redis.call('HGET', VISITORS, person))
-        local kept = {}
-        for _, conn in ipairs(rec.k) do
-          if not gone[conn] then
-            kept[#kept + 1] = conn
+    -- Their owners' scores in one call per chunk: only those who stay live need a new record.
+    local owners = {}
+    for person in pairs(detach) do
+      owners[#owners + 1] = person
+    end
+    for _, chunk in ipairs(chunks(owners)) do
+      for i, score in ipairs(redis.call('ZMSCORE', LIVE, unpack(chunk))) do
+        if score and tonumber(score) > tonumber(cutoff) then
+          local person = chunk[i]
+          local rec = decode(redis.call('HGET', VISITORS, person))
+          local kept = {}
+          for _, conn in ipairs(rec.k) do
+            if not detach[person][conn] then
+              kept[#kept + 1] = conn
+            end
           end
+          rec.k = kept
+          redis.call('HSET', VISITORS, person, encode(rec))
         end
-        rec.k = kept
-        redis.call('HSET', VISITORS, person, encode(rec))
       end
     end
   end
@@ -165,8 +204,7 @@ local function prune(cutoff, writing)
   -- one cheap match per record; then the groups' contributions are summed per counter, and each
   -- counter changes once.
   local groups = {}
-  for first = 1, n, PRUNE_CHUNK do
-    local chunk = {unpack(stale, first, math.min(first + PRUNE_CHUNK - 1, n))}
+  for _, chunk in ipairs(chunks(stale)) do
     for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(chunk))) do
       if raw then
         local group = string.match(raw, '^%d+|%d+|%d+|([01]|[^|]*|[^|]*)|')
@@ -183,6 +221,7 @@ local function prune(cutoff, writing)
   for group, count in pairs(groups) do
     local a, c, d = string.match(group, '^([01])|([^|]*)|([^|]*)$')
     contribute({a = a, c = c, d = d}, -count, collect)
+    redis.call('ZREMRANGEBYSCORE', group_key(group), '-inf', cutoff)
   end
   for key, fields in pairs(deltas) do
     for field, delta in pairs(fields) do
@@ -190,7 +229,52 @@ local function prune(cutoff, writing)
     end
   end
   redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
+  if redis.call('ZCARD', LIVE) == 0 then
+    redis.call('DEL', GROUPS)
+  end
   return n
+end
+
+-- What the live people count, for a read (which prunes nothing: that is the beacons' and
+-- cleanup's): total, {auth, anon, cross}, divisions and pairs as field/value lists, and the open
+-- connections. With stale people not pruned yet, the counters less what each group's stale
+-- members still add to them (a ZCOUNT per group, however many they are).
+local function live_counts(cutoff)
+  local counts = redis.call('HMGET', COUNTS, 'auth', 'anon', 'cross')
+  local divisions = redis.call('HGETALL', DIVISIONS)
+  local pairs_ = redis.call('HGETALL', PAIRS)
+  local connections = redis.call('ZCOUNT', CONNS, '(' .. cutoff, '+inf')
+  if #redis.call('ZRANGE', LIVE, '-inf', cutoff, 'BYSCORE', 'LIMIT', 0, 1) == 0 then
+    return redis.call('ZCARD', LIVE), counts, divisions, pairs_, connections
+  end
+  local deltas = {[COUNTS] = {}, [DIVISIONS] = {}, [PAIRS] = {}}
+  local function collect(key, field, delta)
+    deltas[key][field] = (deltas[key][field] or 0) + delta
+  end
+  for _, group in ipairs(redis.call('SMEMBERS', GROUPS)) do
+    local stale = redis.call('ZCOUNT', group_key(group), '-inf', cutoff)
+    if stale > 0 then
+      local a, c, d = string.match(group, '^([01])|([^|]*)|([^|]*)$')
+      contribute({a = a, c = c, d = d}, -stale, collect)
+    end
+  end
+  local function corrected(flat, changes)
+    local out = {}
+    for i = 1, #flat, 2 do
+      local value = tonumber(flat[i + 1]) + (changes[flat[i]] or 0)
+      if value > 0 then
+        out[#out + 1] = flat[i]
+        out[#out + 1] = value
+      end
+    end
+    return out
+  end
+  for i, field in ipairs({'auth', 'anon', 'cross'}) do
+    local value = tonumber(counts[i] or '0') + (deltas[COUNTS][field] or 0)
+    counts[i] = value > 0 and value or false
+  end
+  local total = redis.call('ZCOUNT', LIVE, '(' .. cutoff, '+inf')
+  return total, counts, corrected(divisions, deltas[DIVISIONS]), corrected(pairs_, deltas[PAIRS]), connections
 end
 
 -- Keeps the highest count seen in a per-minute series field (the hour's key gets its expiry

@@ -66,7 +66,7 @@ if entry ~= state then
   redis.call('HSET', CONN_PEOPLE, connection, entry)
 end
 redis.call('ZADD', CONNS, now_ms, connection)
-redis.call('ZADD', LIVE, now_ms, member)
+set_live(member, rec, now_ms)
 redis.call('ZADD', PRESENT, now_ms, member)
 local count = redis.call('ZCARD', LIVE)
 sample(SERIES, minute, count, series_expire_at)

@@ -158,7 +158,7 @@ end
 if previous and keeps_others then
   local live_score, present_score = person_scores(previous, window_ms - presence_ms)
   redis.call('HSET', VISITORS, owner, encode(previous))
-  redis.call('ZADD', LIVE, live_score, owner)
+  set_live(owner, previous, live_score)
   redis.call('ZADD', PRESENT, present_score, owner)
 elseif previous then
   folded = forget(owner, previous)
@@ -195,9 +195,11 @@ rec.l = now_ms
 if not raw or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d ~= visitor_division then
   if raw then
     contribute(rec, -1)
+    redis.call('ZREM', group_key(group_of(rec)), member)
   end
   rec.a, rec.c, rec.d = is_authenticated, community_division, visitor_division
   contribute(rec, 1)
+  redis.call('SADD', GROUPS, group_of(rec))
 end
 rec.u = user_id
 if rec.k[#rec.k] ~= connection then
@@ -213,7 +215,7 @@ if entry ~= owner_state then
   redis.call('HSET', CONN_PEOPLE, connection, entry)
 end
 redis.call('ZADD', CONNS, now_ms, connection)
-redis.call('ZADD', LIVE, now_ms, member)
+set_live(member, rec, now_ms)
 redis.call('ZADD', PRESENT, now_ms, member)
 local count = redis.call('ZCARD', LIVE)
 

@@ -20,7 +20,8 @@ local raw = redis.call('HGET', VISITORS, person)
 if not raw then
   return {1, redis.call('ZCARD', LIVE)}
 end
-local live_score, present_score = person_scores(decode(raw), window_ms - presence_ms)
-redis.call('ZADD', LIVE, live_score, person)
+local rec = decode(raw)
+local live_score, present_score = person_scores(rec, window_ms - presence_ms)
+set_live(person, rec, live_score)
 redis.call('ZADD', PRESENT, present_score, person)
 return {1, redis.call('ZCARD', LIVE)}
