@@ -20,6 +20,7 @@ from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import (
     COMMUNITY_ID_PATTERN,
     USER_ID_PATTERN,
+    Community,
     CrossDivisionStats,
     DropCounts,
     Summary,
@@ -31,7 +32,7 @@ from community_tracker.redis.keys import SERIES_HOURS
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.timeutil import bucket
 from stats.cursors import Cursor, history_cursor, visitor_cursor, visitor_offset
-from stats.reading import readable_community
+from stats.reading import readable_community, readable_registration
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
 
 router = http_router()
@@ -62,6 +63,17 @@ def _now() -> int:
 def _readable_community(community_id: str) -> str:
     """Aggregates: a token (or public counts) or a share link, and a registered community."""
     return readable_community(router.current_event, community_id)
+
+
+@router.get(
+    "/v1/communities/<community_id>",
+    summary="The community as registered: its name, slug and division (what a dashboard titles itself with)",
+    tags=["communities"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ANSWERS,
+)
+def get_community(community_id: CommunityPath) -> Community:
+    return readable_registration(router.current_event, community_id)
 
 
 @router.get(

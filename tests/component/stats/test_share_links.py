@@ -74,6 +74,17 @@ def test_a_share_link_opens_the_aggregates_of_its_community(community: Community
     assert minted["query"] == f"share={minted['token']}"
     for suffix in AGGREGATES:
         assert shared(community.community_id, minted["token"], suffix).status == 200, suffix
+    # and its registration, which names it on the stats page
+    registration = api_request(
+        "GET",
+        f"/v1/communities/{community.community_id}",
+        template="/v1/communities/{community_id}",
+        path_parameters={"community_id": community.community_id},
+        headers={},
+        query=f"share={minted['token']}",
+        now_ms=T0 + SECOND,
+    )
+    assert call(lambda_handler, registration).json()["name"] == community.name
 
     # Without it, still closed
     assert request("GET", community.community_id, "stats").status == 401

@@ -67,7 +67,26 @@ def community_get(
     )
 
 
+def registration(community: Community, *, headers: dict[str, str] | None = None) -> HttpAnswer:
+    cid = community.community_id
+    return get(
+        f"/v1/communities/{cid}",
+        "/v1/communities/{community_id}",
+        {"community_id": cid},
+        headers=token() if headers is None else headers,
+    )
+
+
 # -- aggregates, field by field ----------------------------------------------------------------
+
+
+def test_the_registration_names_the_community_for_its_readers(community: Community) -> None:
+    answer = registration(community)
+
+    assert answer.status == 200
+    assert answer.json() == community.model_dump(mode="json")
+    assert answer.json()["name"] == "Quebec City"
+    assert registration(community, headers={}).status == 401
 
 
 def test_stats(busy: Community) -> None:
@@ -410,9 +429,13 @@ def test_unknown_and_invalid_communities(function_env: None) -> None:
         "/v1/communities/{x}/stats", "/v1/communities/{community_id}/stats", {"community_id": "{x}"}, headers=token()
     )
     no_route = get("/v1/nothing", "/v1/nothing", {}, headers=token())
+    unregistered = get(
+        "/v1/communities/nobody", "/v1/communities/{community_id}", {"community_id": "nobody"}, headers=token()
+    )
 
     assert unknown.status == 404
     assert unknown.json()["error"]["code"] == "unknown_community"
+    assert unregistered.status == 404
     assert invalid.status == 422
     assert no_route.status == 404
     assert no_route.json()["error"]["code"] == "not_found"
