@@ -66,6 +66,8 @@ class VisitorCountChanged(BaseModel):
     total: int
     authenticated: int
     anonymous: int
+    present_now: int
+    connections: int
     timestamp: str
 
 
@@ -286,6 +288,8 @@ class LivePusher:
             total=stats.total_visitors,
             authenticated=stats.authenticated_visitors,
             anonymous=stats.anonymous_visitors,
+            present_now=stats.present_now,
+            connections=stats.connections,
             timestamp=iso(now_ms),
         )
         divisions = VisitorDivisionsUpdated(

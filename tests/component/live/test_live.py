@@ -132,11 +132,15 @@ def test_subscribers_get_coalesced_changes(community: Community, registry: Conne
         "visitor_divisions_updated",
     ]
     first = poster.sent["a"][0]
-    assert {k: first[k] for k in ("community_id", "total", "authenticated", "anonymous")} == {
+    assert {
+        k: first[k] for k in ("community_id", "total", "authenticated", "anonymous", "present_now", "connections")
+    } == {
         "community_id": cid,
         "total": 20,
         "authenticated": 10,
         "anonymous": 10,
+        "present_now": 20,
+        "connections": 20,
     }
     assert poster.sent["a"][1]["cross_division"]["cross_division_visits"] == 10
     assert poster.sent["a"][2]["total"] == 21
