@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from infra.redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As the probe of this machine runs it: no sandbox as root, no background calls to the internet.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A headless browser says "HeadlessChrome" and is counted as a bot. The context's User-Agent does
+# not reach the beacons a page sends while it is being navigated away from (they leave from the
+# browser process), so the browser itself says it is a person's.
+PERSON_ARGS = [*CHROMIUM_ARGS, f"--user-agent={BROWSER_UA}"]
 
 
 @dataclass
@@ -160,3 +177,45 @@ def start_host_pages() -> HostPages:
 def stop_host_pages(pages: HostPages) -> None:
     pages.server.shutdown()
     pages.server.server_close()
+
+
+# ---- the browser modules' own system: host pages on an origin of their own, a local run granting
+# it, Debian's chromium (each module starts its own)
+
+
+@pytest.fixture(scope="module")
+def host_pages() -> Iterator[HostPages]:
+    pages = start_host_pages()
+    yield pages
+    stop_host_pages(pages)
+
+
+@pytest.fixture(scope="module")
+def tracker(host_pages: HostPages) -> Iterator[LocalSystem]:
+    """The local run, granting CORS to the host pages' origin only (not to their other origin)."""
+    system = start_local_system(free_port(), free_port(), extra_env={"VT_CORS_ORIGINS": host_pages.origin})
+    yield system
+    stop_local_system(system)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs it (Debian package chromium)")
+    with sync_playwright() as playwright:
+        # Playwright turns the back/forward cache off; a person's browser has it.
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=PERSON_ARGS,
+            ignore_default_args=["--disable-back-forward-cache"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    opened = browser.new_context(user_agent=BROWSER_UA, viewport={"width": 1280, "height": 860})
+    yield opened
+    opened.close()

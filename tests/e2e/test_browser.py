@@ -15,16 +15,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -33,37 +31,13 @@ from playwright.sync_api import (
     Request,
     Route,
     WebSocketRoute,
-    sync_playwright,
 )
 
 from community_tracker.settings import Settings
 from infra.redis_servers import free_port
-from tests.e2e.conftest import (
-    BROWSER_UA,
-    HostPages,
-    LocalSystem,
-    start_host_pages,
-    start_local_system,
-    stop_host_pages,
-    stop_local_system,
-)
+from tests.e2e.conftest import BROWSER_UA, HostPages, LocalSystem
 from tests.e2e.test_local_run import bearer, register
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As the probe of this machine runs it: no sandbox as root, no background calls to the internet.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# A headless browser says "HeadlessChrome" and is counted as a bot. The context's User-Agent does
-# not reach the beacons a page sends while it is being navigated away from (they leave from the
-# browser process), so the browser itself says it is a person's.
-PERSON_ARGS = [*CHROMIUM_ARGS, f"--user-agent={BROWSER_UA}"]
 GRACE_SECONDS = Settings().leave_grace_seconds  # the real one: the tracker below keeps the default
 WINDOW_SECONDS = Settings().active_window_seconds
 # Lets a test hide and show a page: headless Chromium keeps every page visible.
@@ -75,44 +49,6 @@ VISIBILITY_CONTROL = """(() => {
   define("hidden", function () { return this.visibilityState === "hidden"; });
   window.__setVisibility = (state) => { forced = state; document.dispatchEvent(new Event("visibilitychange")); };
 })();"""
-
-
-@pytest.fixture(scope="module")
-def host_pages() -> Iterator[HostPages]:
-    pages = start_host_pages()
-    yield pages
-    stop_host_pages(pages)
-
-
-@pytest.fixture(scope="module")
-def tracker(host_pages: HostPages) -> Iterator[LocalSystem]:
-    """The local run, granting CORS to the host pages' origin only (not to their other origin)."""
-    system = start_local_system(free_port(), free_port(), extra_env={"VT_CORS_ORIGINS": host_pages.origin})
-    yield system
-    stop_local_system(system)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `make test` installs it (Debian package chromium)")
-    with sync_playwright() as playwright:
-        # Playwright turns the back/forward cache off; a person's browser has it.
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=PERSON_ARGS,
-            ignore_default_args=["--disable-back-forward-cache"],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(user_agent=BROWSER_UA, viewport={"width": 1280, "height": 860})
-    yield opened
-    opened.close()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15.0, on: Page | None = None) -> bool:
