@@ -4,7 +4,7 @@ connections of one person, the pages of a visit are one visit, the back/forward 
 view, logins and logouts move the tab, a tab hidden past the window is counted again, an origin the
 API does not grant gets one warning, an endpoint that is down is tried less and less often, and a
 page view answered 503 (or not at all) is sent again with its event id and stored once. The stats
-page shows the numbers and follows them live over the WebSocket.
+page has a module of its own (`test_stats_page.py`).
 
 Counts are read from the stats API with a reader or an admin token. The server's clock moves
 with `POST /_local/clock` (the window, the grace); the browser's with Playwright's clock (the
@@ -19,18 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from playwright.sync_api import (
-    Browser,
     BrowserContext,
     ConsoleMessage,
     Page,
     Request,
     Route,
-    WebSocketRoute,
 )
 
 from community_tracker.settings import Settings
@@ -488,70 +485,6 @@ def test_beacon_script_never_throws_into_the_host_page(
 
     assert errors == []
     page.close()
-
-
-def test_stats_page_shows_the_numbers_and_updates_live(
-    tracker: LocalSystem, host_pages: HostPages, browser: Browser, context: BrowserContext, artifacts_dir: Path
-) -> None:
-    community_id = register(tracker, division="quebec")
-    url = page_url(host_pages.origin, tracker, community_id)
-    first = open_page(context, url)
-    assert eventually(lambda: live_total(tracker, community_id) == 1)
-
-    stats_page = context.new_page()
-    stats_page.goto(f"{tracker.base}/stats.html?community={community_id}&ws=ws://localhost:{tracker.ws_port}")
-    stats_page.wait_for_function("document.getElementById('total').textContent === '1'")
-    stats_page.wait_for_function("document.getElementById('status').className === 'live'")
-
-    # A visitor from Montreal arrives (another, signed-in browser): the page follows without reloading
-    other_browser = browser.new_context(user_agent=BROWSER_UA)
-    second = other_browser.new_page()
-    signed_in(second, token_of("montrealer"))
-    second.goto(url)
-    stats_page.wait_for_function(
-        "document.getElementById('total').textContent === '2'"
-        " && document.getElementById('auth').textContent.startsWith('authenticated 1')"
-        " && document.getElementById('pairs').textContent.includes('montreal → quebec')",
-        timeout=15_000,
-    )
-
-    assert "montreal" in (stats_page.text_content("#divisions") or "")
-    assert stats_page.text_content("#cross") == "1"
-    stats_page.wait_for_timeout(300)
-    stats_page.screenshot(path=str(artifacts_dir / "stats-page.png"), full_page=True)
-    for page in (first, stats_page):
-        page.close()
-    other_browser.close()
-
-
-def test_stats_page_subscribes_again_when_told_its_subscription_expired(
-    tracker: LocalSystem, host_pages: HostPages, context: BrowserContext
-) -> None:
-    community_id = register(tracker, division="quebec")
-    sockets: list[WebSocketRoute] = []
-
-    def through(socket: WebSocketRoute) -> None:  # the page's sockets, passed through to the local run
-        socket.connect_to_server()
-        sockets.append(socket)
-
-    stats_page = context.new_page()
-    stats_page.route_web_socket(re.compile(r"^ws://"), through)
-    stats_page.goto(f"{tracker.base}/stats.html?community={community_id}&ws=ws://localhost:{tracker.ws_port}")
-    stats_page.wait_for_function("document.getElementById('status').className === 'live'")
-
-    # What the pusher posts to a socket whose subscription is gone (a ping nobody knew)
-    sockets[0].send('{"type": "subscription_expired", "timestamp": "2031-03-05T12:00:00.000Z"}')
-
-    for _ in range(50):  # Playwright runs the route handler while the page is waited on, not in time.sleep
-        if len(sockets) == 2:
-            break
-        stats_page.wait_for_timeout(100)
-    assert len(sockets) == 2  # a new connection within 5 s, not the 15 s retry after a drop
-    stats_page.wait_for_function("document.getElementById('status').className === 'live'")
-    visitor = open_page(context, page_url(host_pages.origin, tracker, community_id))
-    stats_page.wait_for_function("document.getElementById('total').textContent === '1'", timeout=15_000)
-    for page in (visitor, stats_page):
-        page.close()
 
 
 def test_a_tab_that_copied_another_s_session_storage_is_a_connection_of_its_own(
