@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps test-deps run test lint typecheck bench build deploy openapi clean
+.PHONY: deps test-deps run test lint typecheck bench build deploy openapi screenshots clean
 
 deps:
 	@infra/setup.sh
@@ -37,6 +37,11 @@ deploy: build
 
 openapi: deps
 	$(PY) -m infra.cli openapi
+
+# The README's stats page screenshots, as the browser test takes them (desktop and phone).
+screenshots: test-deps
+	$(PY) -m pytest -q tests/e2e/test_stats_page.py -k "shows_what_the_api_answers or on_a_phone"
+	mkdir -p docs && cp test-artifacts/stats-page-desktop.png test-artifacts/stats-page-phone.png docs/
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
