@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from community_tracker.alerts import Alert
-from community_tracker.models import CrossDivisionPair, DivisionCount, Peak, TimelinePoint
+from community_tracker.models import CalendarBucket, CrossDivisionPair, DivisionCount, Peak, TimelinePoint
 
 
 class DivisionBreakdown(BaseModel):
@@ -15,8 +15,12 @@ class DivisionBreakdown(BaseModel):
 
 
 class CrossDivisionHistory(BaseModel):
+    """Page views per pair on one day of the community's calendar; `buckets` is that day (two
+    parts where a change of zone split it)."""
+
     community_id: str
     day: str
+    buckets: list[CalendarBucket]
     breakdown: list[CrossDivisionPair]
 
 

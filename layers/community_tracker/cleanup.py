@@ -30,7 +30,7 @@ class CleanupStore(Protocol):
     def next_cleanup_shard(self) -> int: ...
     def claim_due_communities(self, shard: int, now_ms: int, limit: int, lease_ms: int) -> list[str]: ...
     def cleanup_communities(self, community_ids: Sequence[str], now_ms: int) -> list[CleanupResult]: ...
-    def mark_peak_rolled(self, community_id: str, peak: Peak) -> None: ...
+    def mark_peak_rolled(self, community_id: str, peak: Peak) -> bool: ...
     def schedule_community(self, community_id: str, due_ms: int) -> None: ...
     def unindex_community(self, community_id: str) -> None: ...
     def is_index_flag_set(self, community_id: str) -> bool: ...
@@ -82,16 +82,22 @@ def _settle(
 ) -> None:
     report.communities_scanned += 1
     report.stale_removed += result.removed
+    still_waiting = False
     for peak in result.unrolled_peaks:
-        # Written first, marked second: a pass that dies in between writes it again (idempotent).
+        # Written first, marked second: a pass that dies in between writes it again (idempotent,
+        # never lowering); one a late beacon raised meanwhile waits for the next pass.
         peaks.put_rollup(community_id, peak)
-        index.mark_peak_rolled(community_id, peak)
+        if not index.mark_peak_rolled(community_id, peak):
+            still_waiting = True
         report.rollups_written += 1
     if result.remaining:
         return
     report.communities_emptied += 1
-    # An empty community stays indexed until its open peak buckets close, so they get rolled up.
-    if result.open_bucket_end is None:
+    # An empty community stays indexed until its open buckets close and every closed one is
+    # written, so they get rolled up.
+    if still_waiting:
+        index.schedule_community(community_id, 0)
+    elif result.open_bucket_end is None:
         index.unindex_community(community_id)
     else:
         index.schedule_community(community_id, result.open_bucket_end)

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from community_tracker.factories import cached_factory
+from community_tracker.timeutil import is_time_zone
 
 
 class Settings(BaseSettings):
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
     index_refresh_seconds: int = Field(default=60, ge=1)
     index_shards: int = Field(default=16, ge=1, le=1024)
     community_cache_seconds: float = Field(default=60.0, ge=0)
+    # The time zone of a community registered without one (IANA name): its days, weeks and months.
+    default_time_zone: str = "UTC"
     visit_retention_days: int = Field(default=0, ge=0)  # 0 keeps visit events forever
 
     # Identity (README, "Identity"). HS256 with a shared secret unless a JWKS URL is set (then RS256).
@@ -104,6 +107,13 @@ class Settings(BaseSettings):
     badge_min_count: int = Field(default=5, ge=0)
     share_key: str = "dev-only-share-key-change-me-0123456789"
     share_key_param: str | None = None
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not is_time_zone(value):
+            raise ValueError(f"VT_DEFAULT_TIME_ZONE: not an IANA time zone: {value!r}")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """Every Redis key name and its lifetime (README, "Redis data model").
 
 Every key of one community carries the hash tag `{c:<community_id>}`, so one script can touch all
-of them atomically on a single node or in one slot of a Redis Cluster. Community ids are
+of them atomically on a single node or in one slot of a Redis Cluster. Calendar keys are named by
+their bucket's `key` (`2031-03-05@America/Toronto`) in the community's own calendar. Community ids are
 validated (`models.COMMUNITY_ID_PATTERN`) before they get here, so they never contain braces.
 """
 
@@ -58,22 +59,33 @@ class CommunityKeys:
         return list(self.state_fields.values())
 
     def peak(self, bucket: Bucket) -> str:
-        return self.peak_key(bucket.period, bucket.id)
+        return self.peak_key(bucket.period, bucket.key)
 
-    def peak_key(self, period: str, bucket_id: str) -> str:
-        return f"{self.tag}:peak:{period}:{bucket_id}"  # hash: count, at (ms), rolled
+    def peak_key(self, period: str, bucket_key: str) -> str:
+        return f"{self.tag}:peak:{period}:{bucket_key}"  # hash: count, at (ms), rolled (count written)
 
     def unique(self, bucket: Bucket) -> str:
-        return f"{self.tag}:uv:{bucket.period}:{bucket.id}"  # HyperLogLog of visitor keys
+        return self.unique_key(bucket.period, bucket.key)
 
-    def pair_history(self, day_id: str) -> str:
-        return f"{self.tag}:pairs:day:{day_id}"  # hash: "from>to" -> page views that day
+    def unique_key(self, period: str, bucket_key: str) -> str:
+        return f"{self.tag}:uv:{period}:{bucket_key}"  # HyperLogLog of visitor keys
+
+    @property
+    def meta(self) -> str:
+        return f"{self.tag}:meta"  # hash: version, division, calendar, open bucket per period, dirty
+
+    @property
+    def closed(self) -> str:
+        return f"{self.tag}:closed"  # zset: "period|key|start|end" -> end (ms), closed, not yet rolled up
+
+    def pair_history(self, day_key: str) -> str:
+        return f"{self.tag}:pairs:day:{day_key}"  # hash: "from>to" -> page views that day
 
     def series(self, hour_id: str) -> str:
         return f"{self.tag}:series:{hour_id}"  # hash: epoch minute -> highest live count
 
-    def drops(self, day_id: str) -> str:
-        return f"{self.tag}:drops:{day_id}"  # hash: reason -> beacons not counted
+    def drops(self, day_key: str) -> str:
+        return f"{self.tag}:drops:{day_key}"  # hash: reason -> beacons not counted
 
     def event(self, event_id: str) -> str:
         return f"{self.tag}:event:{event_id}"  # dedup marker, SET NX EX

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from redis import Redis
 
+from community_tracker.errors import CommunityOutdated
 from community_tracker.factories import cached_factory
 from community_tracker.models import (
     DROP_REASONS,
     AddVisitorResult,
+    CalendarBucket,
+    Community,
     CrossDivisionPair,
     CrossDivisionStats,
     DivisionCount,
@@ -58,18 +61,34 @@ from community_tracker.redis.keys import (
 )
 from community_tracker.redis.scripts import (
     ClusterLuaScripts,
+    InstallArgs,
+    InstallKeys,
     ListVisitorsArgs,
     LuaScripts,
     ReadStateArgs,
+    ReadStateKeys,
     RecordArgs,
     RecordKeys,
     RedisClient,
     RemoveArgs,
 )
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import HOUR_MS, MINUTE_MS, PERIODS, bucket, hour_id, iso, minute_of, seconds
+from community_tracker.timeutil import (
+    HOUR_MS,
+    MINUTE_MS,
+    PERIODS,
+    Bucket,
+    Calendar,
+    calendar_from_json,
+    hour_id,
+    iso,
+    minute_of,
+    seconds,
+    zone_calendar,
+)
 
 _COUNTED = 1
+_OUTDATED = 6  # record.lua: the registration in Redis is not the caller's
 _STATUSES: dict[int, VisitStatus] = {
     _COUNTED: "counted",
     2: "duplicate",
@@ -84,6 +103,40 @@ _PAIR_SEPARATOR = ">"
 
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
+
+
+def bucket_descriptor(found: Bucket) -> str:
+    """A bucket as the calendar scripts take it (`lua/calendar.lua`)."""
+    return f"{found.key}|{found.start_ms}|{found.end_ms}"
+
+
+def bucket_figures(client: RedisClient, keys: Sequence[tuple[str, str]]) -> list[tuple[int | None, int, int]]:
+    """(peak, reached at, unique visitors) of buckets given by their (peak, unique) keys; peak None:
+    no peak kept. One pipeline on a single node; a cluster refuses PFCOUNT in pipelines."""
+    if not keys:
+        return []
+    if isinstance(client, Redis):
+        pipe = client.pipeline(transaction=False)
+        for peak, unique in keys:
+            pipe.hmget(peak, ["count", "at"])
+            pipe.pfcount(unique)
+        replies = pipe.execute()
+        pairs = [(replies[2 * i], replies[2 * i + 1]) for i in range(len(keys))]
+    else:
+        pairs = [(client.hmget(peak, ["count", "at"]), client.pfcount(unique)) for peak, unique in keys]
+    return [
+        (int(count) if count is not None else None, int(at) if at is not None else 0, int(unique))
+        for (count, at), unique in pairs
+    ]
+
+
+class Registration(NamedTuple):
+    """The registration a call works with: its version ('' none known) and calendar, and whether
+    the caller vouches for it (a community it read) or follows what Redis holds."""
+
+    version: str
+    calendar: Calendar
+    vouched: bool
 
 
 def _pairs(flat: Sequence[str]) -> list[tuple[str, int]]:
@@ -159,8 +212,12 @@ class VisitorTracker:
         leave_grace_seconds: int = 15,
         index_refresh_seconds: int = 60,
         index_shards: int = 16,
+        default_time_zone: str = "UTC",
     ) -> None:
         self._client = client
+        self._default_calendar = zone_calendar(default_time_zone)
+        # community -> the registration Redis was last seen holding (for callers without one)
+        self._known: dict[str, tuple[str, Calendar]] = {}
         self._index_shards = index_shards
         self.presence_ms = presence_seconds * 1000
         self.grace_ms = leave_grace_seconds * 1000
@@ -191,6 +248,50 @@ class VisitorTracker:
     def _after_record(self, visit: Visit, now_ms: int, status: int) -> None:
         """What the record script could not do itself (nothing, on one node)."""
 
+    # -- registrations and calendars -------------------------------------------------------------
+
+    def registration(self, community_id: str, community: Community | None = None) -> Registration:
+        """The registration to compute a community's buckets with: the caller's community, else
+        what Redis was last seen holding, else the default zone (a community never installed)."""
+        if community is not None:
+            return Registration(str(community.version), community.calendar(), vouched=True)
+        known = self._known.get(community_id)
+        if known is not None:
+            return Registration(known[0], known[1], vouched=False)
+        return Registration("", self._default_calendar, vouched=False)
+
+    def _visit_registration(self, visit: Visit) -> Registration:
+        if visit.community_version is not None:
+            return Registration(str(visit.community_version), visit.calendar or self._default_calendar, vouched=True)
+        return self.registration(visit.community_id)
+
+    def _outdated(self, community_id: str, used: Registration, version: Any, calendar: Any) -> None:
+        """Redis holds another registration than `used`: a caller that vouched for its own reads
+        the directory again (`CommunityOutdated`); one that did not follows Redis's."""
+        held = int(version) if version is not None else None
+        if used.vouched or held is None or calendar is None:
+            raise CommunityOutdated(community_id, held)
+        self._known[community_id] = (str(held), calendar_from_json(calendar))
+
+    def calendar_of(self, community_id: str, community: Community | None = None) -> Calendar:
+        return self.registration(community_id, community).calendar
+
+    @live_state_errors
+    def install_community(self, community: Community, now_ms: int) -> bool:
+        """Makes `community` the registration Redis holds, unless it holds this one or a newer one
+        already. True when it was installed."""
+        keys = CommunityKeys(community.community_id)
+        script_keys = InstallKeys(**keys.state_fields, meta=keys.meta)
+        args = InstallArgs(
+            version=community.version,
+            division=community.division_id or "",
+            calendar=community.calendar().to_json(),
+            cutoff_ms=now_ms - self.window_ms,
+        )
+        installed, _held = self._scripts.call("install", script_keys.values(), args.values())
+        self._known[community.community_id] = (str(community.version), community.calendar())
+        return bool(installed)
+
     # -- writes ---------------------------------------------------------------------------------
 
     @live_state_errors
@@ -204,11 +305,12 @@ class VisitorTracker:
         return self._record(visit, now_ms, pages=int(increment_pages), must_be_present=True)
 
     def _record_call(
-        self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool
+        self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool, registration: Registration
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of record.lua for one beacon."""
         keys = CommunityKeys(visit.community_id)
-        day, week, month = (bucket(period, now_ms) for period in PERIODS)
+        calendar = registration.calendar
+        day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
         visitor = visit.visitor
         script_keys = RecordKeys(
@@ -219,13 +321,15 @@ class VisitorTracker:
             unique_day=keys.unique(day),
             unique_week=keys.unique(week),
             unique_month=keys.unique(month),
-            pair_history=keys.pair_history(day.id),
+            pair_history=keys.pair_history(day.key),
             series=keys.series(hour_id(now_ms)),
-            drops=keys.drops(day.id),
+            drops=keys.drops(day.key),
             event=keys.event(visit.event_id or ""),
             client_rate=keys.rate(visit.client_key or "", minute),
             connection_rate=keys.connection_rate(visit.connection, minute),
             client_people=keys.client_people(visit.client_key or ""),
+            meta=keys.meta,
+            closed=keys.closed,
             user_communities=self._user_set_in_script(visitor.user_id),
         )
         args = RecordArgs(
@@ -246,9 +350,9 @@ class VisitorTracker:
             connection_rate_limit=self._connection_rate_limit,
             people_per_client=self._people_per_client if visit.client_key else 0,
             minute=minute,
-            day_expire_at=seconds(day.end_ms + BUCKET_MARGIN_MS),
-            week_expire_at=seconds(week.end_ms + BUCKET_MARGIN_MS),
-            month_expire_at=seconds(month.end_ms + BUCKET_MARGIN_MS),
+            day_bucket=bucket_descriptor(day),
+            week_bucket=bucket_descriptor(week),
+            month_bucket=bucket_descriptor(month),
             series_expire_at=seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
             history_expire_at=seconds(day.end_ms + HISTORY_MS),
             community_id=visit.community_id,
@@ -257,14 +361,24 @@ class VisitorTracker:
             window_ms=self.window_ms,
             presence_ms=self.presence_ms,
             index_refresh_ms=self._index_refresh_ms,
+            community_version=registration.version,
+            bucket_margin_ms=BUCKET_MARGIN_MS,
         )
         return script_keys.values(), args.values()
 
     def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
-        script_keys, args = self._record_call(visit, now_ms, pages=pages, must_be_present=must_be_present)
-        raw = self._scripts.call("record", script_keys, args)
-        self._after_record(visit, now_ms, raw[0])
-        return self._outcome(visit, now_ms, raw)
+        for _attempt in (1, 2):
+            registration = self._visit_registration(visit)
+            script_keys, args = self._record_call(
+                visit, now_ms, pages=pages, must_be_present=must_be_present, registration=registration
+            )
+            raw = self._scripts.call("record", script_keys, args)
+            if raw[0] == _OUTDATED:
+                self._outdated(visit.community_id, registration, raw[4], raw[5])
+                continue
+            self._after_record(visit, now_ms, raw[0])
+            return self._outcome(visit, now_ms, raw)
+        raise CommunityOutdated(visit.community_id, None)
 
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
         status, count, needs_index, recorded_at = raw
@@ -291,9 +405,15 @@ class VisitorTracker:
     def add_visitors(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
         """Many page views at once (imports, load tests, benchmarks' set-up): one pipeline on a
         single node. The same as calling `add_visitor` for each, in order."""
-        calls = [self._record_call(v, now_ms, pages=1, must_be_present=False) for v in visits]
+        calls = [
+            self._record_call(v, now_ms, pages=1, must_be_present=False, registration=self._visit_registration(v))
+            for v in visits
+        ]
         outcomes = []
         for visit, raw in zip(visits, self._scripts.call_many("record", calls), strict=True):
+            if raw[0] == _OUTDATED:
+                outcomes.append(self._record(visit, now_ms, pages=1, must_be_present=False))
+                continue
             self._after_record(visit, now_ms, raw[0])
             outcomes.append(self._outcome(visit, now_ms, raw))
         return outcomes
@@ -319,10 +439,12 @@ class VisitorTracker:
         return bool(self._client.exists(CommunityKeys(community_id).event(event_id)))
 
     @live_state_errors
-    def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None:
+    def record_drop(
+        self, community_id: str, reason: DropReason, now_ms: int, community: Community | None = None
+    ) -> None:
         """Counts a beacon that was not counted (bot, invalid) outside the record script."""
-        day = bucket("day", now_ms)
-        key = CommunityKeys(community_id).drops(day.id)
+        day = self.calendar_of(community_id, community).bucket("day", now_ms)
+        key = CommunityKeys(community_id).drops(day.key)
         pipe = self._client.pipeline(transaction=False)
         pipe.hincrby(key, reason, 1)
         pipe.expireat(key, seconds(day.end_ms + HISTORY_MS))
@@ -364,20 +486,46 @@ class VisitorTracker:
             next_cursor=str(offset + limit) if has_more else None,
         )
 
-    def _read_state(self, community_id: str, now_ms: int, *, series_hours: int = 0) -> _State:
+    def _read_state(
+        self, community_id: str, now_ms: int, *, series_hours: int = 0, community: Community | None = None
+    ) -> _State:
         keys = CommunityKeys(community_id)
-        buckets = [bucket(period, now_ms) for period in PERIODS]
         hours = [hour_id(now_ms - i * HOUR_MS) for i in range(series_hours)]
-        raw = self._scripts.call(
-            "read_state",
-            [
-                *keys.state,
-                *(keys.peak(b) for b in buckets),
-                *(keys.unique(b) for b in buckets),
-                *(keys.series(h) for h in hours),
-            ],
-            ReadStateArgs(cutoff_ms=now_ms - self.window_ms, present_after_ms=now_ms - self.presence_ms).values(),
-        )
+        for _attempt in (1, 2):
+            registration = self.registration(community_id, community)
+            buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
+            script_keys = ReadStateKeys(
+                **keys.state_fields,
+                peak_day=keys.peak(buckets[0]),
+                peak_week=keys.peak(buckets[1]),
+                peak_month=keys.peak(buckets[2]),
+                unique_day=keys.unique(buckets[0]),
+                unique_week=keys.unique(buckets[1]),
+                unique_month=keys.unique(buckets[2]),
+                meta=keys.meta,
+                closed=keys.closed,
+            )
+            args = ReadStateArgs(
+                cutoff_ms=now_ms - self.window_ms,
+                present_after_ms=now_ms - self.presence_ms,
+                community_version=registration.version,
+                day_bucket=bucket_descriptor(buckets[0]),
+                week_bucket=bucket_descriptor(buckets[1]),
+                month_bucket=bucket_descriptor(buckets[2]),
+                window_ms=self.window_ms,
+                bucket_margin_ms=BUCKET_MARGIN_MS,
+            )
+            raw = self._scripts.call(
+                "read_state", [*script_keys.values(), *(keys.series(h) for h in hours)], args.values()
+            )
+            if raw[0] is None:
+                self._outdated(community_id, registration, raw[1], raw[2])
+                continue
+            return self._state(raw, buckets)
+        raise CommunityOutdated(community_id, None)
+
+    @staticmethod
+    def _state(raw: list[Any], buckets: list[Bucket]) -> _State:
         total, (auth, anon, cross), divisions, pairs, *peak_fields = raw[:7]
         daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:]
         return _State(
@@ -388,23 +536,26 @@ class VisitorTracker:
             divisions=_pairs(divisions),
             pairs=_pairs(pairs),
             peaks=[
-                Peak(
-                    period=b.period,
-                    bucket=b.id,
-                    count=_int(count),
-                    reached_at=iso(int(at)) if at is not None else None,
-                )
+                Peak.at(b, _int(count), iso(int(at)) if at is not None else None)
                 for b, (count, at) in zip(buckets, peak_fields, strict=True)
             ],
-            unique=UniqueVisitors(daily=daily_unique, weekly=weekly_unique, monthly=monthly_unique),
+            unique=UniqueVisitors(
+                daily=daily_unique,
+                weekly=weekly_unique,
+                monthly=monthly_unique,
+                buckets=[CalendarBucket.of(b) for b in buckets],
+            ),
             series={int(m): int(n) for flat in series for m, n in _pairs(flat)},
             present=present,
             connections=connections,
         )
 
+    # Each aggregate read takes the caller's `community` when it has one (a function that read the
+    # directory): its calendar and version are checked against Redis's (`CommunityOutdated`).
+
     @live_state_errors
-    def get_visitor_stats(self, community_id: str, now_ms: int) -> VisitorStats:
-        return self._read_state(community_id, now_ms).stats()
+    def get_visitor_stats(self, community_id: str, now_ms: int, *, community: Community | None = None) -> VisitorStats:
+        return self._read_state(community_id, now_ms, community=community).stats()
 
     @live_state_errors
     def get_authenticated_visitor_count(self, community_id: str, now_ms: int) -> int:
@@ -415,32 +566,40 @@ class VisitorTracker:
         return self._read_state(community_id, now_ms).anonymous
 
     @live_state_errors
-    def get_division_breakdown(self, community_id: str, now_ms: int) -> list[DivisionCount]:
+    def get_division_breakdown(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> list[DivisionCount]:
         """Live visitors per home division, largest first; `division_id` None is "unknown"."""
-        return self._read_state(community_id, now_ms).division_breakdown()
+        return self._read_state(community_id, now_ms, community=community).division_breakdown()
 
     @live_state_errors
-    def get_cross_division_stats(self, community_id: str, now_ms: int) -> CrossDivisionStats:
-        return self._read_state(community_id, now_ms).cross_division()
+    def get_cross_division_stats(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> CrossDivisionStats:
+        return self._read_state(community_id, now_ms, community=community).cross_division()
 
     @live_state_errors
-    def get_peak_counts(self, community_id: str, now_ms: int) -> PeakCounts:
-        return self._read_state(community_id, now_ms).peak_counts()
+    def get_peak_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> PeakCounts:
+        return self._read_state(community_id, now_ms, community=community).peak_counts()
 
     @live_state_errors
-    def get_peaks(self, community_id: str, now_ms: int) -> list[Peak]:
+    def get_peaks(self, community_id: str, now_ms: int, *, community: Community | None = None) -> list[Peak]:
         """Peaks of the current day, ISO week and month, with the time each was reached."""
-        return self._read_state(community_id, now_ms).peaks
+        return self._read_state(community_id, now_ms, community=community).peaks
 
     @live_state_errors
-    def get_unique_visitors(self, community_id: str, now_ms: int) -> UniqueVisitors:
-        return self._read_state(community_id, now_ms).unique
+    def get_unique_visitors(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> UniqueVisitors:
+        return self._read_state(community_id, now_ms, community=community).unique
 
     @live_state_errors
-    def get_summary(self, community_id: str, now_ms: int, *, timeline_minutes: int = 60) -> Summary:
+    def get_summary(
+        self, community_id: str, now_ms: int, *, timeline_minutes: int = 60, community: Community | None = None
+    ) -> Summary:
         """Everything a dashboard needs, from one script call."""
         hours = (timeline_minutes + 59) // 60 + 1
-        state = self._read_state(community_id, now_ms, series_hours=hours)
+        state = self._read_state(community_id, now_ms, series_hours=hours, community=community)
         return Summary(
             community_id=community_id,
             stats=state.stats(),
@@ -465,17 +624,44 @@ class VisitorTracker:
         return _timeline(series, now_ms, minutes)
 
     @live_state_errors
-    def get_cross_division_history(self, community_id: str, day_id: str) -> list[CrossDivisionPair]:
-        """Cumulative page views per cross-division pair on one day (kept 35 days)."""
-        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).pair_history(day_id)))
-        pairs = [(pair, int(n)) for pair, n in counts.items()]
-        return pair_breakdown(pairs)
+    def get_cross_division_history(
+        self, community_id: str, day_id: str, *, community: Community | None = None
+    ) -> tuple[list[CalendarBucket], list[CrossDivisionPair]]:
+        """Cumulative page views per cross-division pair on one day of the community's calendar
+        (kept 35 days): the day's buckets (two where a change of zone split it) and their sum."""
+        days = self.calendar_of(community_id, community).days_labelled(day_id)
+        keys = CommunityKeys(community_id)
+        pipe = self._client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(keys.pair_history(day.key))
+        totals: dict[str, int] = {}
+        for counts in cast(list[dict[str, str]], pipe.execute() if days else []):
+            for pair, n in counts.items():
+                totals[pair] = totals.get(pair, 0) + int(n)
+        return [CalendarBucket.of(day) for day in days], pair_breakdown(list(totals.items()))
 
     @live_state_errors
-    def get_drop_counts(self, community_id: str, now_ms: int) -> DropCounts:
-        day = bucket("day", now_ms)
-        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).drops(day.id)))
-        return DropCounts(day=day.id, **{r: int(counts[r]) for r in DROP_REASONS if r in counts})
+    def get_drop_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> DropCounts:
+        day = self.calendar_of(community_id, community).bucket("day", now_ms)
+        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).drops(day.key)))
+        return DropCounts(
+            day=day.id,
+            time_zone=day.zone,
+            start=iso(day.start_ms),
+            end=iso(day.end_ms),
+            **{r: int(counts[r]) for r in DROP_REASONS if r in counts},
+        )
+
+    @live_state_errors
+    def get_closed_peaks(self, community_id: str, buckets: Sequence[Bucket]) -> list[Peak | None]:
+        """The figures Redis still keeps of closed buckets (for two days after each): the history
+        of the buckets cleanup has not written yet."""
+        keys = CommunityKeys(community_id)
+        figures = bucket_figures(self._client, [(keys.peak(found), keys.unique(found)) for found in buckets])
+        return [
+            Peak.at(found, count, iso(at), unique) if count is not None and at else None
+            for found, (count, at, unique) in zip(buckets, figures, strict=True)
+        ]
 
 
 class ClusterVisitorTracker(VisitorTracker):
@@ -510,7 +696,7 @@ def _timeline(series: dict[int, int], now_ms: int, minutes: int) -> list[Timelin
     ]
 
 
-def tracker_for(client: RedisClient, **options: int) -> VisitorTracker:
+def tracker_for(client: RedisClient, **options: Any) -> VisitorTracker:
     """The tracker that fits the client: chosen once, here."""
     kind = VisitorTracker if isinstance(client, Redis) else ClusterVisitorTracker
     return kind(client, **options)
@@ -531,4 +717,5 @@ def get_tracker() -> VisitorTracker:
         leave_grace_seconds=settings.leave_grace_seconds,
         index_refresh_seconds=settings.index_refresh_seconds,
         index_shards=settings.index_shards,
+        default_time_zone=settings.default_time_zone,
     )

@@ -20,9 +20,9 @@ from community_tracker.models import Peak
 from community_tracker.redis.cleanup_index import CleanupIndex, get_cleanup_index
 from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
 from community_tracker.redis.live_state import VisitorTracker, get_tracker, tracker_for
-from community_tracker.timeutil import DAY_MS, iso
+from community_tracker.timeutil import DAY_MS, UTC_CALENDAR, iso
 from infra.redis_servers import RedisProcess
-from tests.builders import MINUTE, T0, anonymous, user, visit
+from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
 from tests.helpers import LambdaContext, load_event
 
 WINDOW = 5 * MINUTE
@@ -94,7 +94,7 @@ def test_emptied_community_waits_for_its_rollups_then_leaves_the_index(cleanup_e
     next_day = midnight + MINUTE
     run_cleanup_pass(get_cleanup_index(), peaks, now_ms=next_day, time_left_ms=deadline(60_000))
     run_cleanup_pass(get_cleanup_index(), peaks, now_ms=next_day + MINUTE, time_left_ms=deadline(60_000))
-    assert peaks.writes == [("quiet", Peak(period="day", bucket="2031-03-05", count=2, reached_at=iso(T0 + 1)))]
+    assert peaks.writes == [("quiet", Peak.at(UTC_CALENDAR.bucket("day", T0), 2, iso(T0 + 1), 2))]
     assert cleanup_env.zscore(shard_key, "quiet") is not None
 
     # A new visit makes it due at once again
@@ -111,16 +111,44 @@ def test_rollups_reach_dynamodb_once(cleanup_env: Redis) -> None:
         run_cleanup_pass(get_cleanup_index(), get_stores().peaks, now_ms=next_day, time_left_ms=deadline(60_000))
 
     history = get_stores().peaks.rollups("rolled", "day", limit=10)
-    assert history == [Peak(period="day", bucket="2031-03-05", count=1, reached_at=iso(T0))]
-    assert cleanup_env.hget(CommunityKeys("rolled").peak_key("day", "2031-03-05"), "rolled") == "1"
+    assert history == [Peak.at(UTC_CALENDAR.bucket("day", T0), 1, iso(T0), 1)]
+    assert cleanup_env.hget(CommunityKeys("rolled").peak_key("day", "2031-03-05@UTC"), "rolled") == "1"
+    assert cleanup_env.zcard(CommunityKeys("rolled").closed) == 0
+
+
+def test_a_late_beacon_in_a_rolled_up_day_is_rolled_up_again(cleanup_env: Redis) -> None:
+    tracker = get_tracker()
+    day = UTC_CALENDAR.bucket("day", T0)
+    tracker.add_visitor(visit("late", anonymous("a")), day.end_ms - 2 * MINUTE)
+    after_midnight = day.end_ms + MINUTE
+    run_cleanup_pass(get_cleanup_index(), get_stores().peaks, now_ms=after_midnight, time_left_ms=deadline(60_000))
+    assert [p.count for p in get_stores().peaks.rollups("late", "day", limit=5)] == [1]
+
+    # A beacon stamped in the last second of that day arrives after its rollup: "a" still live
+    tracker.add_visitor(visit("late", anonymous("b")), day.end_ms - SECOND)
+    run_cleanup_pass(
+        get_cleanup_index(), get_stores().peaks, now_ms=after_midnight + MINUTE, time_left_ms=deadline(60_000)
+    )
+
+    [rolled] = get_stores().peaks.rollups("late", "day", limit=5)
+    assert (rolled.bucket, rolled.count, rolled.reached_at, rolled.unique_visitors) == (
+        "2031-03-05",
+        2,
+        iso(day.end_ms - SECOND),
+        2,
+    )
+    assert cleanup_env.zcard(CommunityKeys("late").closed) == 0
 
 
 def test_a_rollup_never_lowers_a_stored_peak(cleanup_env: Redis) -> None:
     store = get_stores().peaks
-    store.put_rollup("c1", Peak(period="week", bucket="2031-W10", count=7, reached_at=iso(T0)))
-    store.put_rollup("c1", Peak(period="week", bucket="2031-W10", count=3, reached_at=iso(T0 + 1)))
+    week = UTC_CALENDAR.bucket("week", T0)
+    store.put_rollup("c1", Peak.at(week, 7, iso(T0), 5))
+    store.put_rollup("c1", Peak.at(week, 3, iso(T0 + 1), 9))
 
-    assert [p.count for p in store.rollups("c1", "week", limit=5)] == [7]
+    assert [(p.count, p.reached_at, p.unique_visitors) for p in store.rollups("c1", "week", limit=5)] == [
+        (7, iso(T0), 9)
+    ]
 
 
 def test_a_pass_cut_short_by_the_deadline_is_finished_by_the_next(cleanup_env: Redis) -> None:

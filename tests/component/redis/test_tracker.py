@@ -18,6 +18,8 @@ from community_tracker.timeutil import iso, to_ms
 from infra.redis_servers import RedisProcess
 from tests.builders import MINUTE, SECOND, T0, anonymous, browser_of, user, visit
 
+HOUR = 60 * MINUTE
+
 WINDOW = 5 * MINUTE
 
 
@@ -311,7 +313,12 @@ def test_unique_visitors_per_bucket(tracker: VisitorTracker, community_id: str) 
 
     unique = tracker.get_unique_visitors(community_id, T0 + 100)
 
-    assert unique.model_dump() == {"daily": 10, "weekly": 10, "monthly": 10}
+    assert (unique.daily, unique.weekly, unique.monthly) == (10, 10, 10)
+    assert [(b.period, b.bucket, b.time_zone) for b in unique.buckets] == [
+        ("day", "2031-03-05", "UTC"),
+        ("week", "2031-W10", "UTC"),
+        ("month", "2031-03", "UTC"),
+    ]
 
 
 def test_timeline_keeps_the_highest_count_of_each_minute(tracker: VisitorTracker, community_id: str) -> None:
@@ -337,8 +344,9 @@ def test_cross_division_history_counts_page_views_per_day(tracker: VisitorTracke
     tracker.update_visitor_activity(visit(community_id, user("u1", "laval")), T0 + 10)
     tracker.add_visitor(visit(community_id, user("u2", "montreal")), T0 + 11)
 
-    history = tracker.get_cross_division_history(community_id, "2031-03-05")
+    days, history = tracker.get_cross_division_history(community_id, "2031-03-05")
 
+    assert [(d.bucket, d.start, d.end) for d in days] == [("2031-03-05", iso(T0 - 12 * HOUR), iso(T0 + 12 * HOUR))]
     assert history == [
         CrossDivisionPair(from_division="laval", to_division="quebec", count=3),
         CrossDivisionPair(from_division="montreal", to_division="quebec", count=1),
@@ -440,7 +448,7 @@ def test_every_key_but_the_live_state_expires(tracker: VisitorTracker, community
     tracker.record_drop(community_id, "bot", next_day + 2 * SECOND)
 
     keys = CommunityKeys(community_id)
-    live_state = set(keys.state)
+    live_state = {*keys.state, keys.meta}
     client = tracker.client
     found = [k for node_keys in _keys_of(client, f"{keys.tag}*") for k in node_keys]
     assert len(found) > len(live_state)
