@@ -279,7 +279,8 @@ class VisitorTracker:
     @live_state_errors
     def install_community(self, community: Community, now_ms: int) -> bool:
         """Makes `community` the registration Redis holds, unless it holds this one or a newer one
-        already. True when it was installed."""
+        already, and moves every live person to its division in the same script (a division move
+        re-attributes them at once). True when it was installed."""
         keys = CommunityKeys(community.community_id)
         script_keys = InstallKeys(**keys.state_fields, meta=keys.meta)
         args = InstallArgs(
@@ -288,8 +289,14 @@ class VisitorTracker:
             calendar=community.calendar().to_json(),
             cutoff_ms=now_ms - self.window_ms,
         )
-        installed, _held = self._scripts.call("install", script_keys.values(), args.values())
-        self._known[community.community_id] = (str(community.version), community.calendar())
+        installed, held, moved = self._scripts.call("install", script_keys.values(), args.values())
+        if installed:
+            self._known[community.community_id] = (str(community.version), community.calendar())
+            if moved:
+                logger.info(
+                    "live visitors moved with their community",
+                    extra={"community": community.community_id, "moved": moved, "from_version": held},
+                )
         return bool(installed)
 
     # -- writes ---------------------------------------------------------------------------------

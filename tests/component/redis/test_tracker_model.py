@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, settings
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from redis.cluster import RedisCluster
 
-from community_tracker.models import VisitorIdentity, percentage
+from community_tracker.models import Community, Visit, VisitorIdentity, percentage
 from community_tracker.redis.cleanup_index import CleanupIndex
 from community_tracker.redis.keys import CommunityKeys
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
@@ -27,7 +28,8 @@ from community_tracker.timeutil import PERIODS, Period, iso
 from tests.builders import MINUTE, SECOND, T0, anonymous, browser_of, tab, user, visit
 
 WINDOW_MS = 5 * MINUTE
-COMMUNITY_DIVISION = "quebec"
+COMMUNITY_DIVISION = "quebec"  # where a run's community starts; an admin may move it
+DIVISIONS = ["quebec", "montreal", "laval", None]
 # bob appears twice: his token's division can change between two beacons
 USERS = [
     user("alice", "quebec"),
@@ -237,6 +239,30 @@ class TrackerMachine(RuleBasedStateMachine):
             leave_grace_seconds=GRACE_MS // 1000,
             default_time_zone=zone,
         )
+        self.community = Community(
+            community_id=self.community_id,
+            slug=self.community_id,
+            name="model",
+            division_id=COMMUNITY_DIVISION,
+            time_zone=zone,
+            version=1,
+        )
+        assert self.tracker.install_community(self.community, self.now)
+
+    def visit(self, identity: VisitorIdentity, **details: Any) -> Visit:
+        """A beacon as the beacon function makes it: by the community's registration it read."""
+        return visit(self.community_id, identity, self.community.division_id, **details).model_copy(
+            update={"community_version": self.community.version, "calendar": self.community.calendar()}
+        )
+
+    @rule(division=st.sampled_from(DIVISIONS))
+    def move_division(self, division: str | None) -> None:
+        """An admin moves the community: everyone live counts against the new division at once."""
+        self.community = self.community.model_copy(
+            update={"division_id": division, "version": self.community.version + 1}
+        )
+        assert self.tracker.install_community(self.community, self.now)
+        self.model.prune(self.now)
 
     @rule(
         identity=st.sampled_from(USERS + BROWSERS),
@@ -249,15 +275,7 @@ class TrackerMachine(RuleBasedStateMachine):
     ) -> None:
         alt_key = alt.key if alt is not None and not identity.is_authenticated else None
         outcome = self.tracker.add_visitor(
-            visit(
-                self.community_id,
-                identity,
-                COMMUNITY_DIVISION,
-                event_id=event_id,
-                connection=connection,
-                alt_key=alt_key,
-            ),
-            self.now,
+            self.visit(identity, event_id=event_id, connection=connection, alt_key=alt_key), self.now
         )
         expected = self.model.record(
             identity, connection, self.now, pages=1, must_be_present=False, event_id=event_id, alt_key=alt_key
@@ -268,7 +286,7 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule(identity=st.sampled_from(USERS + BROWSERS), connection=st.sampled_from(TABS), increment=st.booleans())
     def heartbeat(self, identity: VisitorIdentity, connection: str, increment: bool) -> None:
         outcome = self.tracker.update_visitor_activity(
-            visit(self.community_id, identity, COMMUNITY_DIVISION, connection=connection),
+            self.visit(identity, connection=connection),
             self.now,
             increment_pages=increment,
         )
@@ -317,7 +335,8 @@ class TrackerMachine(RuleBasedStateMachine):
         live = list(self.model.people.values())
         total = len(live)
         authenticated = sum(1 for v in live if v.identity.is_authenticated)
-        summary = self.tracker.get_summary(self.community_id, self.now, timeline_minutes=1)
+        summary = self.tracker.get_summary(self.community_id, self.now, timeline_minutes=1, community=self.community)
+        community_division = self.community.division_id
 
         assert summary.stats.model_dump() == {
             "total_visitors": total,
@@ -333,7 +352,7 @@ class TrackerMachine(RuleBasedStateMachine):
         for v in live:
             division = v.identity.division_id
             divisions[division] = divisions.get(division, 0) + 1
-            if division is not None and division != COMMUNITY_DIVISION:
+            if division is not None and community_division is not None and division != community_division:
                 pairs[division] = pairs.get(division, 0) + 1
         assert {d.division_id: d.count for d in summary.divisions} == divisions
         cross = summary.cross_division
@@ -341,7 +360,7 @@ class TrackerMachine(RuleBasedStateMachine):
         assert cross.cross_division_visits == sum(pairs.values())
         assert cross.cross_division_percentage == percentage(sum(pairs.values()), total)
         assert [(p.from_division, p.to_division, p.count) for p in cross.breakdown] == sorted(
-            ((d, COMMUNITY_DIVISION, n) for d, n in pairs.items()), key=lambda p: (-p[2], p[0])
+            ((d, community_division, n) for d, n in pairs.items()), key=lambda p: (-p[2], p[0])
         )
         current = {period: self.model.current(period, self.now) for period in PERIODS}
         expected_peaks = {period: self.model.peaks.get(current[period], 0) for period in PERIODS}
