@@ -70,7 +70,10 @@ def _live(community_id: str, read: Callable[[Community], T]) -> T:
     """A read of the live state of a readable community, by the registration Redis holds (read
     again from the directory when the one this function kept is not it)."""
     community = readable(router.current_event, community_id)
-    return with_live_community(community, read, directory=get_stores().communities, live=get_tracker(), now_ms=_now())
+    stores = get_stores()
+    return with_live_community(
+        community, read, directory=stores.communities, live=get_tracker(), now_ms=_now(), checkpoints=stores.checkpoints
+    )
 
 
 @router.get(

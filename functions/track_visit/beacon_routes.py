@@ -142,6 +142,7 @@ def _by_current_registration(beacon: Beacon, record: Callable[[Beacon], T], now_
         directory=get_stores().communities,
         live=get_tracker(),
         now_ms=now_ms,
+        checkpoints=get_stores().checkpoints,
     )
 
 

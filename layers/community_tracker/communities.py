@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from community_tracker.errors import CommunityOutdated, DirectoryUnavailable, LiveStateUnavailable, UnknownCommunity
-from community_tracker.models import Community, default_time_zone
+from community_tracker.models import Checkpoint, Community, default_time_zone
 from community_tracker.observability import logger
 
 T = TypeVar("T")
@@ -37,7 +37,13 @@ class FreshDirectory(CommunityDirectory, Protocol):
 class LiveRegistrations(Protocol):
     """Where the live state keeps registrations (`redis.live_state.VisitorTracker`)."""
 
-    def install_community(self, community: Community, now_ms: int) -> bool: ...
+    def install_community(self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None) -> bool: ...
+
+
+class Checkpoints(Protocol):
+    """The open calendar figures cleanup saved (`aws.stores.DynamoCheckpointStore`)."""
+
+    def load_checkpoint(self, community_id: str) -> Checkpoint | None: ...
 
 
 def registered_community(community_id: str, directory: CommunityDirectory) -> Community:
@@ -89,13 +95,24 @@ def register_community(
 
 
 def current_community(
-    community_id: str, outdated: CommunityOutdated, *, directory: FreshDirectory, live: LiveRegistrations, now_ms: int
+    community_id: str,
+    outdated: CommunityOutdated,
+    *,
+    directory: FreshDirectory,
+    live: LiveRegistrations,
+    now_ms: int,
+    checkpoints: Checkpoints | None = None,
 ) -> Community:
-    """What the directory holds now, installed in Redis if Redis holds an older one or none."""
+    """What the directory holds now, installed in Redis if Redis holds an older one or none; when
+    it holds none (a restart, a failover to an empty node, a new community), with the open
+    figures of the community's last checkpoint."""
     fresh = directory.fresh(community_id)
     if fresh is None:
         raise UnknownCommunity(community_id)
-    if outdated.live_version is None or fresh.version > outdated.live_version:
+    if outdated.live_version is None:
+        checkpoint = checkpoints.load_checkpoint(community_id) if checkpoints is not None else None
+        live.install_community(fresh, now_ms, checkpoint)
+    elif fresh.version > outdated.live_version:
         live.install_community(fresh, now_ms)
     return fresh
 
@@ -107,13 +124,16 @@ def with_live_community(
     directory: FreshDirectory,
     live: LiveRegistrations,
     now_ms: int,
+    checkpoints: Checkpoints | None = None,
 ) -> T:
     """`action(community)`, or, when Redis holds another registration, `action` of the current
     one (read again, installed if need be). Twice told: the live state is unavailable."""
     try:
         return action(community)
     except CommunityOutdated as outdated:
-        fresh = current_community(community.community_id, outdated, directory=directory, live=live, now_ms=now_ms)
+        fresh = current_community(
+            community.community_id, outdated, directory=directory, live=live, now_ms=now_ms, checkpoints=checkpoints
+        )
     try:
         return action(fresh)
     except CommunityOutdated as again:

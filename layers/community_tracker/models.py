@@ -295,6 +295,32 @@ class Summary(Frozen):
     timestamp: str
 
 
+class CheckpointBucket(Frozen):
+    """The figures of one open bucket as cleanup last saw them: its peak, when it was reached, and
+    its unique visitors' HyperLogLog as Redis encodes it (the raw string a GET returns)."""
+
+    period: Literal["day", "week", "month"]
+    bucket: str
+    time_zone: str
+    start_ms: int
+    end_ms: int
+    count: int
+    at_ms: int
+    sketch: bytes | None = None
+
+    def as_bucket(self) -> Bucket:
+        return Bucket(self.period, self.bucket, self.start_ms, self.end_ms, self.time_zone)
+
+
+class Checkpoint(Frozen):
+    """A community's open calendar figures saved to DynamoDB, so a Redis that lost them (a restart,
+    a failover to an empty node) resumes from there instead of from zero."""
+
+    community_id: str
+    taken_ms: int
+    buckets: tuple[CheckpointBucket, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class CleanupResult:
     """What pruning one community did, and what its cleanup still owes it."""
@@ -304,6 +330,7 @@ class CleanupResult:
     index_flag_cleared: bool
     unrolled_peaks: list[Peak]  # closed buckets still in Redis, not yet written to history
     open_bucket_end: int | None  # end of the earliest current bucket holding a peak
+    checkpoint: Checkpoint | None = None  # the open figures, when they changed since the last one
 
 
 def is_cross_division(visitor_division: str | None, community_division: str | None) -> bool:

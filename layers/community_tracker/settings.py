@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Cleanup.
     cleanup_batch_size: int = Field(default=200, ge=1)
     cleanup_margin_ms: int = Field(default=3000, ge=0)
+    # Cleanup saves a community's open peaks and unique-visitor sketches to DynamoDB at most this
+    # often, when they changed: what a Redis restart can lose. 0 turns checkpoints off.
+    checkpoint_seconds: int = Field(default=300, ge=0)
 
     # Alerts (README, "Spike and drop alerts"): the EventBridge bus they are put on, and how long
     # the alert history keeps them (DynamoDB TTL).

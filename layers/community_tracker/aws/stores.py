@@ -17,15 +17,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.types import Binary
 from botocore.exceptions import BotoCoreError, ClientError
 
 from community_tracker.aws.clients import dynamodb_resource
 from community_tracker.errors import DirectoryUnavailable, HistoryUnavailable, InvalidCursor
 from community_tracker.factories import cached_factory
-from community_tracker.models import Community, Peak, VisitEvent, VisitHistoryPage, VisitMetadata, ZoneRegistration
+from community_tracker.models import (
+    Checkpoint,
+    CheckpointBucket,
+    Community,
+    Peak,
+    VisitEvent,
+    VisitHistoryPage,
+    VisitMetadata,
+    ZoneRegistration,
+)
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import Bucket, Period, iso, natural_bucket, to_ms
 
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
 
 USER_INDEX = "ByUser"
 _META = "META"
+_CHECKPOINT = "CHECKPOINT"
 _EVENT = "EVENT"
 # How long an event id keeps a retry from being stored twice: far past any client's retries
 # (the beacon script gives up on a page view after a day).
@@ -521,11 +532,62 @@ class DynamoPeakStore:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
+class DynamoCheckpointStore:
+    """Each community's last checkpoint of its open calendar figures (one item, replaced)."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    @_history_errors
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Kept only if no later checkpoint is there (two passes may race)."""
+        item: dict[str, Any] = {
+            "PK": _community_pk(checkpoint.community_id),
+            "SK": _CHECKPOINT,
+            "entity": "checkpoint",
+            "taken_ms": checkpoint.taken_ms,
+            "buckets": [
+                {**bucket.model_dump(exclude={"sketch"}), "sketch": Binary(bucket.sketch or b"")}
+                for bucket in checkpoint.buckets
+            ],
+        }
+        try:
+            self._table.put_item(
+                Item=item, ConditionExpression=Attr("PK").not_exists() | Attr("taken_ms").lte(checkpoint.taken_ms)
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    @_history_errors
+    def load_checkpoint(self, community_id: str) -> Checkpoint | None:
+        item = self._table.get_item(Key={"PK": _community_pk(community_id), "SK": _CHECKPOINT}).get("Item")
+        if item is None:
+            return None
+        buckets = []
+        for entry in cast(list[dict[str, Any]], item.get("buckets") or []):
+            sketch = entry.get("sketch")
+            buckets.append(
+                CheckpointBucket(
+                    period=entry["period"],
+                    bucket=str(entry["bucket"]),
+                    time_zone=str(entry["time_zone"]),
+                    start_ms=int(entry["start_ms"]),
+                    end_ms=int(entry["end_ms"]),
+                    count=int(entry["count"]),
+                    at_ms=int(entry["at_ms"]),
+                    sketch=bytes(cast(Any, sketch).value) or None if isinstance(sketch, Binary) else None,
+                )
+            )
+        return Checkpoint(community_id=community_id, taken_ms=int(str(item["taken_ms"])), buckets=tuple(buckets))
+
+
 @dataclass(frozen=True, slots=True)
 class Stores:
     communities: CommunityStore
     visits: DynamoVisitStore
     peaks: DynamoPeakStore
+    checkpoints: DynamoCheckpointStore
 
 
 @cached_factory
@@ -536,4 +598,5 @@ def get_stores() -> Stores:
         communities=CachedCommunityStore(DynamoCommunityStore(table), settings.community_cache_seconds),
         visits=DynamoVisitStore(table, settings.visit_retention_days),
         peaks=DynamoPeakStore(table),
+        checkpoints=DynamoCheckpointStore(table),
     )

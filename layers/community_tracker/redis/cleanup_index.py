@@ -24,7 +24,7 @@ from community_tracker.redis.keys import (
     index_key,
     index_shard,
 )
-from community_tracker.redis.live_state import bucket_descriptor, bucket_figures
+from community_tracker.redis.live_state import bucket_descriptor, bucket_figures, take_checkpoint
 from community_tracker.redis.scripts import (
     ClaimDueArgs,
     ClaimDueKeys,
@@ -76,8 +76,10 @@ class CleanupIndex:
         window_seconds: int = 300,
         index_shards: int = 16,
         default_time_zone: str = "UTC",
+        checkpoint_seconds: int = 0,
     ) -> None:
         self._client = client
+        self._checkpoint_ms = checkpoint_seconds * 1000  # 0: no checkpoints
         self._scripts = LuaScripts(client) if isinstance(client, Redis) else ClusterLuaScripts(client)
         self.window_ms = window_seconds * 1000
         self.index_shards = index_shards
@@ -107,9 +109,11 @@ class CleanupIndex:
         if not community_ids:
             return []
         calls: list[tuple[Sequence[str], Sequence[Any]]] = []
+        current: list[list[Bucket]] = []
         for community_id, (version, calendar) in zip(community_ids, self._registrations(community_ids), strict=True):
             keys = CommunityKeys(community_id)
             day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
+            current.append([day, week, month])
             script_keys = PruneKeys(
                 **keys.state_fields,
                 series=keys.series(hour_id(now_ms)),
@@ -132,14 +136,15 @@ class CleanupIndex:
                 month_bucket=bucket_descriptor(month),
                 window_ms=self.window_ms,
                 bucket_margin_ms=BUCKET_MARGIN_MS,
+                checkpoint_before_ms=now_ms - self._checkpoint_ms if self._checkpoint_ms else -1,
             )
             calls.append((script_keys.values(), args.values()))
         pruned = self._scripts.call_many("prune", calls)
         closed = [[_closed_bucket(member) for member in raw[3]] for raw in pruned]
         figures = self._closed_figures(community_ids, closed)
         results = []
-        for raw, community_figures in zip(pruned, figures, strict=True):
-            removed, remaining, cleared, _members, open_end, _followed = raw
+        for community_id, raw, community_figures, buckets in zip(community_ids, pruned, figures, current, strict=True):
+            removed, remaining, cleared, _members, open_end, _followed, checkpoint_due = raw
             results.append(
                 CleanupResult(
                     removed=removed,
@@ -147,6 +152,9 @@ class CleanupIndex:
                     index_flag_cleared=bool(cleared),
                     unrolled_peaks=[peak for peak in community_figures if peak is not None],
                     open_bucket_end=int(open_end) if open_end is not None else None,
+                    checkpoint=take_checkpoint(self._client, CommunityKeys(community_id), buckets, now_ms)
+                    if checkpoint_due
+                    else None,
                 )
             )
         self._forget_empty(community_ids, closed, figures)
@@ -228,6 +236,11 @@ class CleanupIndex:
         return int(self._client.incr(CLEANUP_CURSOR_KEY)) % self.index_shards
 
     @live_state_errors
+    def checkpoint_failed(self, community_id: str) -> None:
+        """The checkpoint was not saved: the next pass takes it again."""
+        self._client.hset(CommunityKeys(community_id).meta, mapping={"dirty": 1, "checkpoint_ms": 0})
+
+    @live_state_errors
     def mark_peak_rolled(self, community_id: str, peak: Peak) -> bool:
         """The bucket was written with these figures: it stops waiting, unless a late beacon raised
         them since (then it waits for the next pass). Creates no key."""
@@ -244,4 +257,5 @@ def get_cleanup_index() -> CleanupIndex:
         window_seconds=settings.active_window_seconds,
         index_shards=settings.index_shards,
         default_time_zone=settings.default_time_zone,
+        checkpoint_seconds=settings.checkpoint_seconds,
     )

@@ -26,9 +26,21 @@ ALERT_STATE_TTL_MS = 2 * DAY_MS  # a community's alert state outlives a quiet da
 
 
 class CommunityKeys:
-    __slots__ = ("conn_people", "conns", "counts", "divisions", "live", "pairs", "present", "tag", "visitors")
+    __slots__ = (
+        "community_id",
+        "conn_people",
+        "conns",
+        "counts",
+        "divisions",
+        "live",
+        "pairs",
+        "present",
+        "tag",
+        "visitors",
+    )
 
     def __init__(self, community_id: str) -> None:
+        self.community_id = community_id
         self.tag = f"{{c:{community_id}}}"
         self.live = f"{self.tag}:live"  # zset: person -> when they stop being live, minus the window
         self.visitors = f"{self.tag}:visitors"  # hash: person -> record (see codec.py)
@@ -73,6 +85,10 @@ class CommunityKeys:
     @property
     def meta(self) -> str:
         return f"{self.tag}:meta"  # hash: version, division, calendar, open bucket per period, dirty
+
+    @property
+    def restore(self) -> str:
+        return f"{self.tag}:uv:restore"  # a checkpointed sketch, only while install.lua merges it
 
     @property
     def closed(self) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 from redis import Redis
+from redis.client import NEVER_DECODE
 
 from community_tracker.errors import CommunityOutdated
 from community_tracker.factories import cached_factory
@@ -24,6 +25,8 @@ from community_tracker.models import (
     DROP_REASONS,
     AddVisitorResult,
     CalendarBucket,
+    Checkpoint,
+    CheckpointBucket,
     Community,
     CrossDivisionPair,
     CrossDivisionStats,
@@ -128,6 +131,36 @@ def bucket_figures(client: RedisClient, keys: Sequence[tuple[str, str]]) -> list
         (int(count) if count is not None else None, int(at) if at is not None else 0, int(unique))
         for (count, at), unique in pairs
     ]
+
+
+def take_checkpoint(client: RedisClient, keys: CommunityKeys, buckets: Sequence[Bucket], taken_ms: int) -> Checkpoint:
+    """The figures of `buckets` now (the sketches raw: GET of a HyperLogLog is its encoding, which
+    a SET and a PFMERGE read back on any Redis). Buckets with nothing in them are left out."""
+    figures = bucket_figures(client, [(keys.peak(found), keys.unique(found)) for found in buckets])
+    raw: dict[str, Any] = {NEVER_DECODE: []}
+    if isinstance(client, Redis):
+        pipe: Any = client.pipeline(transaction=False)
+        for found in buckets:
+            pipe.execute_command("GET", keys.unique(found), **raw)
+        sketches = pipe.execute()
+    else:
+        node: Any = client
+        sketches = [node.execute_command("GET", keys.unique(found), **raw) for found in buckets]
+    saved = [
+        CheckpointBucket(
+            period=found.period,
+            bucket=found.id,
+            time_zone=found.zone,
+            start_ms=found.start_ms,
+            end_ms=found.end_ms,
+            count=count or 0,
+            at_ms=at,
+            sketch=sketch if isinstance(sketch, bytes) and sketch else None,
+        )
+        for found, (count, at, _unique), sketch in zip(buckets, figures, sketches, strict=True)
+        if count is not None or sketch
+    ]
+    return Checkpoint(community_id=keys.community_id, taken_ms=taken_ms, buckets=tuple(saved))
 
 
 class Registration(NamedTuple):
@@ -277,25 +310,44 @@ class VisitorTracker:
         return self.registration(community_id, community).calendar
 
     @live_state_errors
-    def install_community(self, community: Community, now_ms: int) -> bool:
+    def install_community(self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None) -> bool:
         """Makes `community` the registration Redis holds, unless it holds this one or a newer one
         already, and moves every live person to its division in the same script (a division move
-        re-attributes them at once). True when it was installed."""
+        re-attributes them at once). If Redis held no registration at all, the open figures of
+        `checkpoint` are merged back (the buckets of it that are this calendar's and not expired).
+        True when it was installed."""
         keys = CommunityKeys(community.community_id)
-        script_keys = InstallKeys(**keys.state_fields, meta=keys.meta)
-        args = InstallArgs(
-            version=community.version,
-            division=community.division_id or "",
-            calendar=community.calendar().to_json(),
-            cutoff_ms=now_ms - self.window_ms,
-        )
-        installed, held, moved = self._scripts.call("install", script_keys.values(), args.values())
+        calendar = community.calendar()
+        restored = [
+            b
+            for b in (checkpoint.buckets if checkpoint is not None else ())
+            if b.end_ms + BUCKET_MARGIN_MS > now_ms and calendar.bucket(b.period, b.start_ms) == b.as_bucket()
+        ]
+        script_keys = [
+            *InstallKeys(**keys.state_fields, meta=keys.meta, restore=keys.restore).values(),
+            *(key for b in restored for key in (keys.peak(b.as_bucket()), keys.unique(b.as_bucket()))),
+        ]
+        args = [
+            *InstallArgs(
+                version=community.version,
+                division=community.division_id or "",
+                calendar=calendar.to_json(),
+                cutoff_ms=now_ms - self.window_ms,
+                bucket_margin_ms=BUCKET_MARGIN_MS,
+            ).values(),
+            *(
+                arg
+                for b in restored
+                for arg in (b.period, bucket_descriptor(b.as_bucket()), b.count, b.at_ms, b.sketch or b"")
+            ),
+        ]
+        installed, held, moved, resumed = self._scripts.call("install", script_keys, args)
         if installed:
-            self._known[community.community_id] = (str(community.version), community.calendar())
-            if moved:
+            self._known[community.community_id] = (str(community.version), calendar)
+            if moved or resumed:
                 logger.info(
-                    "live visitors moved with their community",
-                    extra={"community": community.community_id, "moved": moved, "from_version": held},
+                    "community installed in the live state",
+                    extra={"community": community.community_id, "moved": moved, "resumed": resumed, "held": held},
                 )
         return bool(installed)
 

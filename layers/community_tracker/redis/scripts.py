@@ -29,7 +29,7 @@ Arg = str | int | float
 # Scripts that work on one community start with the shared prelude (its keys and helpers); those
 # that keep calendar figures also with the calendar's (`lua/calendar.lua`).
 COMMUNITY_SCRIPTS = ("record", "remove", "prune", "read_state", "list_visitors", "install", "rolled")
-CALENDAR_SCRIPTS = ("record", "prune", "read_state")
+CALENDAR_SCRIPTS = ("record", "prune", "read_state", "install")
 INDEX_SCRIPTS = ("claim_due",)
 
 
@@ -172,6 +172,7 @@ class PruneArgs(Contract):
     month_bucket: str
     window_ms: int
     bucket_margin_ms: int
+    checkpoint_before_ms: int  # a checkpoint taken before this is due, if a figure changed since; -1 never
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,8 @@ class ReadStateArgs(Contract):
 
 @dataclass(frozen=True, slots=True)
 class InstallKeys(Contract):
+    """KEYS of install: the state, then, per checkpoint bucket, its peak and unique-visitor keys."""
+
     script: ClassVar[str] = "install"
     live: str
     visitors: str
@@ -222,15 +225,19 @@ class InstallKeys(Contract):
     conn_people: str
     present: str
     meta: str
+    restore: str  # where a checkpointed sketch is put, merged from and deleted, in the script
 
 
 @dataclass(frozen=True, slots=True)
 class InstallArgs(Contract):
+    """ARGV of install, then per checkpoint bucket: period, "key|start|end", count, at, sketch."""
+
     script: ClassVar[str] = "install"
     version: int
     division: str
     calendar: str
     cutoff_ms: int
+    bucket_margin_ms: int
 
 
 @dataclass(frozen=True, slots=True)

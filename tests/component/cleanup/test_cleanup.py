@@ -12,18 +12,21 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from cleanup.handler import lambda_handler
+from cleanup.handler import lambda_handler, run_pass
 from community_tracker.aws.stores import get_stores
 from community_tracker.cleanup import CleanupReport, run_cleanup_pass
+from community_tracker.communities import register_community
 from community_tracker.factories import reset_factories
-from community_tracker.models import Peak
+from community_tracker.models import Community, Peak
 from community_tracker.redis.cleanup_index import CleanupIndex, get_cleanup_index
 from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
 from community_tracker.redis.live_state import VisitorTracker, get_tracker, tracker_for
+from community_tracker.settings import get_settings
 from community_tracker.timeutil import DAY_MS, UTC_CALENDAR, iso
-from infra.redis_servers import RedisProcess
+from infra.redis_servers import RedisProcess, start_redis
+from infra.tokens import mint_token
 from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
-from tests.helpers import LambdaContext, load_event
+from tests.helpers import LambdaContext, beacon, load_event
 
 WINDOW = 5 * MINUTE
 EVENT_TIME = T0 + 10 * MINUTE  # the sample event's `time`
@@ -256,3 +259,61 @@ def test_metrics_are_emitted(cleanup_env: Redis, capsys: pytest.CaptureFixture[s
         for metric in directive["Metrics"]
     }
     assert {"StaleVisitorsRemoved", "CommunitiesScanned", "Duration"} <= emitted
+
+
+def test_a_restarted_redis_resumes_the_open_peaks_and_unique_visitors_from_the_checkpoint(
+    cleanup_env: Redis, own_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VT_CHECKPOINT_SECONDS", "300")
+    reset_factories()
+    community = register_community(
+        "resumed",
+        slug="resumed",
+        name="Resumed",
+        division_id="quebec",
+        time_zone="America/Toronto",
+        directory=get_stores().communities,
+        live=get_tracker(),
+        now_ms=T0,
+    )
+    url = {"url": "https://platform.example/c/resumed/"}
+    for i in range(5):
+        assert beacon(community.community_id, url, headers=bearer(f"u{i}"), now_ms=T0 + i).status == 200
+    assert run_pass(T0 + 2 * MINUTE, deadline(60_000)).checkpoints_written == 1
+    before = stats_of(community, T0 + 3 * MINUTE)
+
+    # Redis restarts empty (no persistence): live state, peaks and sketches are gone
+    own_redis.process.kill()
+    own_redis.process.wait()
+    restarted = start_redis(own_redis.directory, port=own_redis.port)
+    try:
+        reset_factories()  # the functions' connections, and what they kept, start over
+        assert beacon(community.community_id, url, headers=bearer("newcomer"), now_ms=T0 + 4 * MINUTE).status == 200
+        after = stats_of(community, T0 + 4 * MINUTE + SECOND)
+    finally:
+        restarted.stop()
+
+    assert (before["daily"], before["unique_daily"]) == (5, 5)
+    # The open day, week and month resume from the checkpoint: the peak is kept, the newcomer adds
+    assert (after["daily"], after["weekly"], after["monthly"]) == (5, 5, 5)
+    assert (after["unique_daily"], after["unique_weekly"], after["unique_monthly"]) == (6, 6, 6)
+    assert after["live"] == 1
+    assert after["time_zone"] == "America/Toronto"
+
+
+def stats_of(community: Community, now_ms: int) -> dict[str, Any]:
+    summary = get_tracker().get_summary(community.community_id, now_ms, community=community)
+    return {
+        "daily": summary.peaks.daily,
+        "weekly": summary.peaks.weekly,
+        "monthly": summary.peaks.monthly,
+        "unique_daily": summary.unique_visitors.daily,
+        "unique_weekly": summary.unique_visitors.weekly,
+        "unique_monthly": summary.unique_visitors.monthly,
+        "live": summary.stats.total_visitors,
+        "time_zone": summary.peak_details[0].time_zone,
+    }
+
+
+def bearer(user_id: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {mint_token(get_settings(), user_id, division_id='laval')}"}

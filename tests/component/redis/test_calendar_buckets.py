@@ -14,9 +14,9 @@ from redis.cluster import RedisCluster
 from community_tracker.models import Community
 from community_tracker.redis.cleanup_index import CleanupIndex
 from community_tracker.redis.keys import CommunityKeys
-from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from community_tracker.redis.live_state import VisitorTracker, take_checkpoint, tracker_for
 from community_tracker.redis.scripts import RedisClient
-from community_tracker.timeutil import UTC_CALENDAR, iso, to_ms, zone_calendar
+from community_tracker.timeutil import PERIODS, UTC_CALENDAR, iso, to_ms, zone_calendar
 from tests.builders import MINUTE, SECOND, anonymous, user, visit
 
 TORONTO = "America/Toronto"
@@ -170,6 +170,32 @@ def _without_expiry(client: RedisClient, keys: CommunityKeys) -> list[str]:
     else:
         found = list(client.scan_iter(match=f"{keys.tag}*")) if isinstance(client, Redis) else []
     return [k for k in found if k not in live_state and client.ttl(k) < 0]
+
+
+def test_a_checkpoint_restores_peaks_and_sketches_into_an_empty_redis(
+    tracker: VisitorTracker, redis_client: RedisClient, community_id: str
+) -> None:
+    community = installed(tracker, community_id, "Pacific/Chatham")
+    now = local("Pacific/Chatham", 2031, 3, 5, 12)
+    for i in range(40):
+        beacon(tracker, community, f"p{i}", now + i)
+    calendar = community.calendar()
+    buckets = [calendar.bucket(period, now) for period in PERIODS]
+    checkpoint = take_checkpoint(redis_client, CommunityKeys(community_id), buckets, now + MINUTE)
+    assert [(b.bucket, b.count) for b in checkpoint.buckets] == [("2031-03-05", 40), ("2031-W10", 40), ("2031-03", 40)]
+
+    # The same community in a Redis that lost everything (here: under another id, same calendar)
+    twin = community.model_copy(update={"community_id": f"{community_id}-twin"})
+    assert tracker.install_community(twin, now + 2 * MINUTE, checkpoint)
+    beacon(tracker, twin, "p0", now + 3 * MINUTE)  # already counted before the loss
+    beacon(tracker, twin, "newcomer", now + 3 * MINUTE)
+
+    unique = tracker.get_unique_visitors(twin.community_id, now + 4 * MINUTE, community=twin)
+    peaks = tracker.get_peak_counts(twin.community_id, now + 4 * MINUTE, community=twin)
+    assert (unique.daily, unique.weekly, unique.monthly) == (41, 41, 41)
+    assert (peaks.daily, peaks.weekly, peaks.monthly) == (40, 40, 40)
+    # A registration Redis holds already is never overwritten by a checkpoint
+    assert not tracker.install_community(twin, now + 5 * MINUTE, checkpoint)
 
 
 def test_zone_calendar_of_a_registered_community() -> None:

@@ -303,10 +303,20 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule()
     def cleanup(self) -> None:
         before = len(self.model.people)
-        index = CleanupIndex(self.tracker.client, window_seconds=WINDOW_MS // 1000, default_time_zone=self.model.zone)
+        index = CleanupIndex(
+            self.tracker.client,
+            window_seconds=WINDOW_MS // 1000,
+            default_time_zone=self.model.zone,
+            checkpoint_seconds=60,
+        )
         result = index.cleanup_stale_visitors(self.community_id, self.now)
         self.model.open_buckets(self.now)
         self.model.prune(self.now)
+        # A checkpoint holds the open buckets' figures as they are
+        for saved in result.checkpoint.buckets if result.checkpoint is not None else ():
+            assert (saved.period, saved.bucket) == self.model.current(saved.period, self.now)
+            assert saved.count == self.model.peaks.get((saved.period, saved.bucket), 0)
+            assert saved.sketch is not None or not self.model.uniques.get((saved.period, saved.bucket))
         assert result.remaining == len(self.model.people)
         assert result.removed <= before
 

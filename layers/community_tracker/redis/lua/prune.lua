@@ -18,8 +18,11 @@ local week_bucket = ARGV[6]
 local month_bucket = ARGV[7]
 local window_ms = tonumber(ARGV[8])
 local bucket_margin_ms = tonumber(ARGV[9])
+local checkpoint_before_ms = tonumber(ARGV[10])
 -- Returns {removed, live count, index flag cleared (0/1), closed buckets, end of the earliest
--- open bucket holding figures (or false), calendar followed (0/1)}: closed buckets are CLOSED's
+-- open bucket holding figures (or false), calendar followed (0/1), checkpoint due (0/1)}: a
+-- checkpoint is due when an open figure changed since the last one, taken before
+-- checkpoint_before_ms (-1: never); it is then taken to be made now. Closed buckets are CLOSED's
 -- members, "period|key|start|end", waiting to be written to DynamoDB. The buckets of now are
 -- opened first, as by any beacon or read; when the registration named is not Redis's (installed
 -- between the caller's look and this), only the live state is pruned. The flag is cleared when
@@ -48,4 +51,13 @@ if calendar then
     end
   end
 end
-return {removed, count, cleared, redis.call('ZRANGE', CLOSED, 0, -1), open_end, calendar and 1 or 0}
+local checkpoint = 0
+if calendar and checkpoint_before_ms >= 0 then
+  local dirty, taken = unpack(redis.call('HMGET', META, 'dirty', 'checkpoint_ms'))
+  if dirty and (not taken or tonumber(taken) <= checkpoint_before_ms) then
+    redis.call('HDEL', META, 'dirty')
+    redis.call('HSET', META, 'checkpoint_ms', tonumber(cutoff_ms) + window_ms)
+    checkpoint = 1
+  end
+end
+return {removed, count, cleared, redis.call('ZRANGE', CLOSED, 0, -1), open_end, calendar and 1 or 0, checkpoint}
