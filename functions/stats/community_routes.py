@@ -24,13 +24,15 @@ from community_tracker.models import (
     Community,
     CrossDivisionStats,
     DropCounts,
+    Peak,
     Summary,
     VisitHistoryPage,
     VisitorPage,
     VisitorStats,
 )
-from community_tracker.redis.keys import SERIES_HOURS
+from community_tracker.redis.keys import BUCKET_MARGIN_MS, SERIES_HOURS
 from community_tracker.redis.live_state import get_tracker
+from community_tracker.timeutil import Period, iso
 from stats.cursors import Cursor, history_cursor, visitor_cursor, visitor_offset
 from stats.reading import readable, readable_community
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
@@ -151,18 +153,43 @@ def get_cross_division_history(
 )
 def get_peaks(
     community_id: CommunityPath,
-    history: Annotated[Literal["day", "week", "month"] | None, Query(description="Closed buckets")] = None,
+    history: Annotated[
+        Literal["day", "week", "month"] | None,
+        Query(description="The closed buckets before this one, newest first, nobody's included (count 0)"),
+    ] = None,
     limit: Limit = 30,
 ) -> PeaksAnswer:
-    current = _live(community_id, lambda c: get_tracker().get_peaks(c.community_id, _now(), community=c))
+    community, current = _live(
+        community_id, lambda c: (c, get_tracker().get_peaks(c.community_id, _now(), community=c))
+    )
     daily, weekly, monthly = (peak.count for peak in current)
     return PeaksAnswer(
         daily=daily,
         weekly=weekly,
         monthly=monthly,
         current=current,
-        history=get_stores().peaks.rollups(community_id, history, limit=limit) if history else [],
+        history=_peak_history(community, history, limit) if history else [],
     )
+
+
+def _peak_history(community: Community, period: Period, limit: int) -> list[Peak]:
+    """The `limit` buckets of the community's calendar before the open one: as cleanup wrote them
+    to DynamoDB, else as Redis still keeps them (closed since cleanup last ran), else a gap."""
+    now_ms = _now()
+    buckets = community.calendar().closed_before(period, now_ms, limit)
+    rolled = {
+        peak.start: peak
+        for peak in get_stores().peaks.rollups_since(community.community_id, period, buckets[-1].start_ms)
+    }
+    pending = [b for b in buckets if iso(b.start_ms) not in rolled and b.end_ms + BUCKET_MARGIN_MS > now_ms]
+    kept = dict(
+        zip((b.key for b in pending), get_tracker().get_closed_peaks(community.community_id, pending), strict=True)
+    )
+    history = []
+    for found in buckets:
+        peak = rolled.get(iso(found.start_ms)) or kept.get(found.key)
+        history.append(peak if peak is not None else Peak.at(found, 0, None, 0))
+    return history
 
 
 @router.get(

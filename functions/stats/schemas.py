@@ -26,7 +26,9 @@ class CrossDivisionHistory(BaseModel):
 
 class PeaksAnswer(BaseModel):
     """The seed's `{daily, weekly, monthly}`, the current buckets with the time each peak was
-    reached, and (with `?history=`) closed buckets from DynamoDB, newest first."""
+    reached, and (with `?history=`) the closed buckets before them in the community's calendar,
+    newest first: each as cleanup wrote it to DynamoDB (or as Redis keeps it until then), and a
+    bucket nobody came to as a gap (`count` 0, `reached_at` null)."""
 
     daily: int
     weekly: int
