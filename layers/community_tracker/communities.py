@@ -37,7 +37,9 @@ class FreshDirectory(CommunityDirectory, Protocol):
 class LiveRegistrations(Protocol):
     """Where the live state keeps registrations (`redis.live_state.VisitorTracker`)."""
 
-    def install_community(self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None) -> bool: ...
+    def install_community(
+        self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None, *, force: bool = False
+    ) -> bool: ...
 
 
 class Checkpoints(Protocol):
@@ -103,7 +105,7 @@ def current_community(
     now_ms: int,
     checkpoints: Checkpoints | None = None,
 ) -> Community:
-    """What the directory holds now, installed in Redis if Redis holds an older one or none; when
+    """What the directory holds now, installed in Redis if Redis holds another one or none; when
     it holds none (a restart, a failover to an empty node, a new community), with the open
     figures of the community's last checkpoint."""
     fresh = directory.fresh(community_id)
@@ -112,8 +114,10 @@ def current_community(
     if outdated.live_version is None:
         checkpoint = checkpoints.load_checkpoint(community_id) if checkpoints is not None else None
         live.install_community(fresh, now_ms, checkpoint)
-    elif fresh.version > outdated.live_version:
-        live.install_community(fresh, now_ms)
+    elif fresh.version != outdated.live_version:
+        # Newer: Redis is behind. Older: the directory was reset (an emulator restarted empty and
+        # seeded again), and what it holds now is the community's registration.
+        live.install_community(fresh, now_ms, force=fresh.version < outdated.live_version)
     return fresh
 
 

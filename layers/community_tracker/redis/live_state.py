@@ -310,12 +310,15 @@ class VisitorTracker:
         return self.registration(community_id, community).calendar
 
     @live_state_errors
-    def install_community(self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None) -> bool:
+    def install_community(
+        self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None, *, force: bool = False
+    ) -> bool:
         """Makes `community` the registration Redis holds, unless it holds this one or a newer one
         already, and moves every live person to its division in the same script (a division move
         re-attributes them at once). If Redis held no registration at all, the open figures of
         `checkpoint` are merged back (the buckets of it that are this calendar's and not expired).
-        True when it was installed."""
+        `force` replaces even a newer registration: for a directory that holds an older one than
+        Redis (it was reset). True when it was installed."""
         keys = CommunityKeys(community.community_id)
         calendar = community.calendar()
         restored = [
@@ -334,6 +337,7 @@ class VisitorTracker:
                 calendar=calendar.to_json(),
                 cutoff_ms=now_ms - self.window_ms,
                 bucket_margin_ms=BUCKET_MARGIN_MS,
+                force=int(force),
             ).values(),
             *(
                 arg

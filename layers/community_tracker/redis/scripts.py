@@ -238,6 +238,7 @@ class InstallArgs(Contract):
     calendar: str
     cutoff_ms: int
     bucket_margin_ms: int
+    force: int  # 1: replace even a newer registration (the directory was reset)
 
 
 @dataclass(frozen=True, slots=True)

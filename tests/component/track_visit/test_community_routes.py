@@ -135,3 +135,17 @@ def test_a_division_move_reattributes_live_visitors_at_once_everywhere(function_
     kept = get_stores().communities.get(cid)
     assert kept is not None
     assert kept.version == 2  # read again when Redis said so
+
+
+def test_a_directory_reset_behind_redis_is_followed_not_refused(function_env: None) -> None:
+    # The local run's emulator restarts empty and seeds version 0 again while Redis holds version 2
+    cid = "reset"
+    put(cid, {"slug": cid, "name": "Reset", "division_id": "quebec"})
+    put(cid, {"slug": cid, "name": "Reset", "division_id": "laval"})
+    seeded = Community(community_id=cid, slug=cid, name="Reset", division_id="gatineau")
+    get_stores().communities.put(seeded)
+
+    answer = beacon(cid, {"url": "https://platform.example/"}, headers=bearer("ana", "laval"), now_ms=T0)
+
+    assert answer.status == 200, answer.body
+    assert answer.json()["community_division"] == "gatineau"

@@ -12,13 +12,15 @@ local division = ARGV[2]
 local calendar = ARGV[3]
 local cutoff_ms = ARGV[4]
 local bucket_margin_ms = tonumber(ARGV[5])
+local force = ARGV[6]
 local FIRST_BUCKET_KEY = 11
-local checkpointed = {unpack(ARGV, 6)}
+local checkpointed = {unpack(ARGV, 7)}
 -- Returns {installed (0/1), the version Redis held before (or false), people moved, buckets
--- restored}: a registration never replaces a newer one (or itself).
+-- restored}: a registration never replaces a newer one (or itself), unless forced ('1': the
+-- directory, read just now, holds an older one than Redis: it was reset).
 prune(cutoff_ms)
 local held = redis.call('HGET', META, 'version')
-if held and tonumber(held) >= version then
+if held and tonumber(held) >= version and force ~= '1' then
   return {0, tonumber(held), 0, 0}
 end
 -- Like prune: each derived counter changes once, whatever the number of people moved.
