@@ -12,13 +12,24 @@
 local CALENDAR_PERIODS = {'day', 'week', 'month'}
 local CARRY_CHUNK = 1000 -- members per PFADD when a bucket opens, well under Lua's unpack limit
 
-local function parse_bucket(descriptor)
+local function parse_bucket(descriptor, into)
   local key, start_ms, end_ms = string.match(descriptor, '^(.*)|(%-?%d+)|(%-?%d+)$')
-  return {key = key, start_ms = tonumber(start_ms), end_ms = tonumber(end_ms), descriptor = descriptor}
+  into = into or {}
+  into.key, into.start_ms, into.end_ms, into.descriptor = key, tonumber(start_ms), tonumber(end_ms), descriptor
+  return into
 end
 
 local function expire_at_ms(key, ms)
   redis.call('EXPIREAT', key, math.floor(ms / 1000))
+end
+
+-- The end (ms) of a planned bucket, read from its descriptor when first asked (a beacon in the
+-- open bucket, the usual case, never needs it unless a figure rose).
+local function bucket_end(wanted)
+  if not wanted.end_ms then
+    parse_bucket(wanted.descriptor, wanted)
+  end
+  return wanted.end_ms
 end
 
 -- Plans each period's bucket: 'open' (the open one), 'roll' (it follows the open one, or there is
@@ -27,34 +38,38 @@ end
 -- (tools, tests): it may go on only while no registration was installed. Returns the plan, or
 -- nil and the installed version, calendar and division for a caller that must refresh.
 local function plan_calendar(meta, version, descriptors)
-  local known = redis.call('HMGET', meta, 'version', 'calendar', 'division', 'day', 'week', 'month')
-  local refresh = {known[1] or false, known[2] or false, known[3] or false}
+  local known = redis.call('HMGET', meta, 'version', 'day', 'week', 'month')
+  local function refresh()
+    return nil, {known[1] or false, unpack(redis.call('HMGET', meta, 'calendar', 'division'))}
+  end
   if (known[1] or '') ~= version then
-    return nil, refresh
+    return refresh()
   end
   local plan = {}
   for i, period in ipairs(CALENDAR_PERIODS) do
-    local wanted = parse_bucket(descriptors[i])
-    wanted.period = period
-    local open = known[3 + i]
+    local open = known[1 + i]
+    local wanted = {period = period, descriptor = descriptors[i]}
     if open == wanted.descriptor then
       wanted.state = 'open'
-    elseif not open then
-      wanted.state = 'roll'
     else
-      local current = parse_bucket(open)
-      if wanted.end_ms <= current.start_ms then
-        wanted.state = 'late'
-      elseif wanted.start_ms >= current.end_ms then
+      parse_bucket(wanted.descriptor, wanted)
+      if not open then
         wanted.state = 'roll'
-        wanted.closes = current
       else
-        return nil, refresh
+        local current = parse_bucket(open)
+        if wanted.end_ms <= current.start_ms then
+          wanted.state = 'late'
+        elseif wanted.start_ms >= current.end_ms then
+          wanted.state = 'roll'
+          wanted.closes = current
+        else
+          return refresh()
+        end
       end
     end
     plan[i] = wanted
   end
-  return plan, refresh
+  return plan
 end
 
 -- Adds a closed bucket to CLOSED, which lives as long as the keys of its last bucket.

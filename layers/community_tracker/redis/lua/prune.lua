@@ -46,8 +46,8 @@ end
 local open_end = false
 if calendar then
   for i, wanted in ipairs(calendar) do
-    if redis.call('EXISTS', keys[i].peak) == 1 and (not open_end or wanted.end_ms < open_end) then
-      open_end = wanted.end_ms
+    if redis.call('EXISTS', keys[i].peak) == 1 and (not open_end or bucket_end(wanted) < open_end) then
+      open_end = bucket_end(wanted)
     end
   end
 end

@@ -191,15 +191,14 @@ local count = redis.call('ZCARD', LIVE)
 -- given its expiry whenever it is written, so none is left without one, even re-created.
 for i, keys in ipairs(CALENDAR_KEYS) do
   local wanted = calendar[i]
-  local expire = wanted.end_ms + bucket_margin_ms
   local changed = false
   if count > tonumber(redis.call('HGET', keys.peak, 'count') or '0') then
     redis.call('HSET', keys.peak, 'count', count, 'at', now_ms)
-    expire_at_ms(keys.peak, expire)
+    expire_at_ms(keys.peak, bucket_end(wanted) + bucket_margin_ms)
     changed = true
   end
   if not raw and redis.call('PFADD', keys.unique, member) == 1 then
-    expire_at_ms(keys.unique, expire)
+    expire_at_ms(keys.unique, bucket_end(wanted) + bucket_margin_ms)
     changed = true
   end
   if changed then
