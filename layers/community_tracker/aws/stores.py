@@ -419,6 +419,22 @@ class DynamoVisitStore:
         return deleted
 
 
+def _figure(value: Any) -> int:
+    """A count as DynamoDB returns it: typed (the resource), or `{"N": "3"}` (a refusal's item)."""
+    if isinstance(value, dict):
+        value = value.get("N", 0)
+    try:
+        return int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("S")
+    return value
+
+
 def _peak_sk(period: str, start: str) -> str:
     # By the bucket's start instant: unique (two buckets named alike across a change of zone are
     # not), and in time order whatever the zones.
@@ -468,43 +484,37 @@ class DynamoPeakStore:
     @_history_errors
     def put_rollup(self, community_id: str, peak: Peak) -> None:
         """Idempotent, and never lowers a stored figure (two cleanups may write the same bucket,
-        and a late beacon makes cleanup write a closed one again)."""
+        and a late beacon makes cleanup write a closed one again). PutItem only (cleanup's role
+        allows nothing else): a put refused because one figure is lower learns the stored item
+        from the refusal and puts the higher of each, on the condition it is still that item."""
         key = {"PK": _community_pk(community_id), "SK": _peak_sk(peak.period, peak.start)}
         unique = peak.unique_visitors or 0
-        try:
-            self._table.put_item(
-                Item={**key, "entity": "peak", **peak.model_dump(), "unique_visitors": unique},
-                ConditionExpression=Attr("PK").not_exists()
-                | (
-                    Attr("count").lte(peak.count)
-                    & (Attr("unique_visitors").not_exists() | Attr("unique_visitors").lte(unique))
-                ),
-            )
-            return
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-        # One figure is lower than the stored one: raise the other alone.
-        for update, condition in (
-            (
-                {"UpdateExpression": "SET #c = :c, reached_at = :at", "ExpressionAttributeNames": {"#c": "count"}},
-                Attr("count").lt(peak.count),
-            ),
-            (
-                {"UpdateExpression": "SET unique_visitors = :u"},
-                Attr("unique_visitors").not_exists() | Attr("unique_visitors").lt(unique),
-            ),
-        ):
-            values = (
-                {":c": peak.count, ":at": peak.reached_at} if ":c" in update["UpdateExpression"] else {":u": unique}
-            )
+        item: dict[str, Any] = {**key, "entity": "peak", **peak.model_dump(), "unique_visitors": unique}
+        condition: ConditionBase = Attr("PK").not_exists() | (
+            Attr("count").lte(peak.count) & (Attr("unique_visitors").not_exists() | Attr("unique_visitors").lte(unique))
+        )
+        for _attempt in range(3):
             try:
-                self._table.update_item(
-                    Key=key, ConditionExpression=condition, ExpressionAttributeValues=values, **update
+                self._table.put_item(
+                    Item=item, ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD"
                 )
+                return
             except ClientError as error:
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
+                stored = cast(dict[str, Any], error.response.get("Item") or {})
+            stored_count, stored_unique = _figure(stored.get("count")), _figure(stored.get("unique_visitors"))
+            if stored_count >= item["count"] and stored_unique >= item["unique_visitors"]:
+                return  # nothing to raise
+            if stored_count > item["count"]:
+                item.update(count=stored_count, reached_at=_plain(stored.get("reached_at")))
+            item["unique_visitors"] = max(stored_unique, item["unique_visitors"])
+            condition = Attr("count").eq(stored_count) & (
+                Attr("unique_visitors").eq(stored_unique)
+                if "unique_visitors" in stored
+                else Attr("unique_visitors").not_exists()
+            )
+        raise HistoryUnavailable(f"peak {peak.period} {peak.bucket}: concurrent rollups, written next pass")
 
     @_history_errors
     def rollups(self, community_id: str, period: Period, *, limit: int) -> list[Peak]:
