@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, cast
 from redis import Redis
 from redis.client import NEVER_DECODE
 
-from community_tracker.errors import CommunityOutdated
+from community_tracker.errors import CommunityOutdated, LiveStateUnavailable
 from community_tracker.factories import cached_factory
 from community_tracker.models import (
     DROP_REASONS,
@@ -300,11 +300,20 @@ class VisitorTracker:
 
     def _outdated(self, community_id: str, used: Registration, version: Any, calendar: Any) -> None:
         """Redis holds another registration than `used`: a caller that vouched for its own reads
-        the directory again (`CommunityOutdated`); one that did not follows Redis's."""
+        the directory again (`CommunityOutdated`); one that did not follows Redis's (or, if Redis
+        holds none to follow, finds the live state unusable for now)."""
         held = int(version) if version is not None else None
-        if used.vouched or held is None or calendar is None:
+        if used.vouched:
             raise CommunityOutdated(community_id, held)
+        if held is None or calendar is None:
+            raise LiveStateUnavailable(f"community {community_id}: its calendar in Redis is not the default one")
         self._known[community_id] = (str(held), calendar_from_json(calendar))
+
+    @staticmethod
+    def _still_outdated(community_id: str, used: Registration) -> Exception:
+        if used.vouched:
+            return CommunityOutdated(community_id, None)
+        return LiveStateUnavailable(f"community {community_id}: its registration keeps changing")
 
     def calendar_of(self, community_id: str, community: Community | None = None) -> Calendar:
         return self.registration(community_id, community).calendar
@@ -441,7 +450,7 @@ class VisitorTracker:
                 continue
             self._after_record(visit, now_ms, raw[0])
             return self._outcome(visit, now_ms, raw)
-        raise CommunityOutdated(visit.community_id, None)
+        raise self._still_outdated(visit.community_id, registration)
 
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
         status, count, needs_index, recorded_at = raw
@@ -585,7 +594,7 @@ class VisitorTracker:
                 self._outdated(community_id, registration, raw[1], raw[2])
                 continue
             return self._state(raw, buckets)
-        raise CommunityOutdated(community_id, None)
+        raise self._still_outdated(community_id, registration)
 
     @staticmethod
     def _state(raw: list[Any], buckets: list[Bucket]) -> _State:
