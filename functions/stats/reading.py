@@ -19,6 +19,7 @@ from community_tracker.errors import InvalidShareLink
 from community_tracker.http.auth import require_aggregate_reader
 from community_tracker.http.errors import ApiError
 from community_tracker.http.resolver import request_time_ms
+from community_tracker.models import Community
 from community_tracker.sharing import authorize_shared_read
 
 SHARE_PARAMETER = "share"
@@ -31,6 +32,11 @@ def share_token(event: APIGatewayProxyEventV2) -> str | None:
 def readable_community(event: APIGatewayProxyEventV2, community_id: str) -> str:
     """Aggregates: a token (or public counts) or a share link of this community, and a
     registered community."""
+    return readable(event, community_id).community_id
+
+
+def readable(event: APIGatewayProxyEventV2, community_id: str) -> Community:
+    """`readable_community`, as the registered community (its calendar, its version)."""
     token = share_token(event)
     if token is None:
         require_aggregate_reader(event.headers)
@@ -46,4 +52,4 @@ def readable_community(event: APIGatewayProxyEventV2, community_id: str) -> str:
         except InvalidShareLink as refusal:
             status = HTTPStatus.FORBIDDEN if refusal.code == "share_link_other_community" else HTTPStatus.UNAUTHORIZED
             raise ApiError(status, refusal.code, str(refusal)) from refusal
-    return registered_community(community_id, get_stores().communities).community_id
+    return registered_community(community_id, get_stores().communities)
