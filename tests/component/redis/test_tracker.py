@@ -552,3 +552,29 @@ def _keys_of(client: Redis | RedisCluster, pattern: str) -> list[list[str]]:
     if isinstance(client, RedisCluster):
         return [list(client.scan_iter(match=pattern, target_nodes=RedisCluster.ALL_NODES))]
     return [list(client.scan_iter(match=pattern))]
+
+
+def test_a_live_connection_s_heartbeat_costs_the_heartbeat_script_only(
+    tracker: VisitorTracker, community_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cheap path is taken: a heartbeat inside open buckets runs heartbeat.lua alone; the first
+    one after midnight (a day to open) goes on to record.lua, and the next is cheap again."""
+    scripts = tracker._scripts
+    called: list[str] = []
+    call = scripts.call
+
+    def spy(name: str, keys: list[str], args: list[object]) -> object:
+        called.append(name)
+        return call(name, keys, args)
+
+    monkeypatch.setattr(scripts, "call", spy)
+    midnight = to_ms(datetime(2031, 3, 6, tzinfo=UTC))
+    owl = user(f"cheap-{community_id}")
+    tracker.add_visitor(visit(community_id, owl), midnight - 2 * MINUTE)
+    steps = []
+    for at in (midnight - MINUTE, midnight + SECOND, midnight + MINUTE):
+        called.clear()
+        assert tracker.update_visitor_activity(visit(community_id, owl), at).status == "counted"
+        steps.append([name for name in called if name in ("heartbeat", "record")])
+
+    assert steps == [["heartbeat"], ["heartbeat", "record"], ["heartbeat"]]
