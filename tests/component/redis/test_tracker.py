@@ -563,7 +563,7 @@ def test_a_live_connection_s_heartbeat_costs_the_heartbeat_script_only(
     called: list[str] = []
     call = scripts.call
 
-    def spy(name: str, keys: list[str], args: list[object]) -> object:
+    def spy(name: str, keys: list[str], args: list[str | int | float]) -> object:
         called.append(name)
         return call(name, keys, args)
 
