@@ -40,7 +40,8 @@ WHAT_TO_SET = (
 
 
 def read_communities(path: Path) -> Iterator[Community]:
-    """Communities from a CSV file (header: community_id,slug,name,division_id) or a JSON list."""
+    """Communities from a CSV file (header: community_id,slug,name,division_id, optionally
+    time_zone) or a JSON list."""
     text = path.read_text(encoding="utf-8")
     rows = json.loads(text) if path.suffix.lower() == ".json" else list(csv.DictReader(text.splitlines()))
     for number, row in enumerate(rows, start=1):
@@ -60,11 +61,25 @@ def _token(args: argparse.Namespace) -> int:
 
 def _import_communities(args: argparse.Namespace) -> int:
     from community_tracker.aws.stores import get_stores
+    from community_tracker.communities import register_community
+    from community_tracker.redis.live_state import get_tracker
+    from community_tracker.timeutil import system_clock
 
     communities = list(read_communities(Path(args.file)))
     store = get_stores().communities
     for community in communities:
-        store.put(community)
+        # As the admin route registers one: a new version, installed in Redis (a division move
+        # moves the live visitors); a row without a time zone keeps the one registered.
+        register_community(
+            community.community_id,
+            slug=community.slug,
+            name=community.name,
+            division_id=community.division_id,
+            time_zone=community.time_zone if "time_zone" in community.model_fields_set else None,
+            directory=store,
+            live=get_tracker(),
+            now_ms=system_clock(),
+        )
     print(f"registered {len(communities)} communities")
     return 0
 

@@ -16,7 +16,7 @@ from community_tracker.aws.stores import get_stores
 from community_tracker.factories import reset_factories
 from community_tracker.models import Community
 from community_tracker.redis.cleanup_index import CleanupIndex
-from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from community_tracker.redis.live_state import VisitorTracker, get_tracker, tracker_for
 from community_tracker.redis.scripts import RedisClient
 from infra.redis_servers import RedisClusterProcesses, RedisProcess, start_cluster, start_redis
 from infra.tables import create_visits_table
@@ -72,11 +72,13 @@ def cleanup_index(redis_client: RedisClient) -> CleanupIndex:
 
 @pytest.fixture
 def community(function_env: None) -> Community:
-    """A registered community of the "quebec" division, fresh for each test."""
+    """A registered community of the "quebec" division, fresh for each test: in the directory and
+    installed in Redis, as the admin route registers one."""
     registered = Community(
         community_id=f"qc-{uuid.uuid4().hex[:10]}", slug="quebec-city", name="Quebec City", division_id="quebec"
     )
     get_stores().communities.put(registered)
+    get_tracker().install_community(registered, 0)
     return registered
 
 

@@ -25,6 +25,7 @@ def run_pass(now_ms: int, time_left_ms: Callable[[], int]) -> CleanupReport:
         time_left_ms=time_left_ms,
         margin_ms=settings.cleanup_margin_ms,
         batch_size=settings.cleanup_batch_size,
+        checkpoints=get_stores().checkpoints,
     )
 
 
@@ -42,6 +43,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     count("StaleVisitorsRemoved", report.stale_removed)
     count("CommunitiesScanned", report.communities_scanned)
     count("PeakRollupsWritten", report.rollups_written)
+    count("CheckpointsWritten", report.checkpoints_written)
     metrics.add_metric(name="Duration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
     logger.info("cleanup pass", extra=report.model_dump())
     return report.model_dump()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import date
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BeforeValidator
 
 from community_tracker.aws.stores import get_stores
-from community_tracker.communities import registered_community
+from community_tracker.communities import registered_community, with_live_community
 from community_tracker.http.auth import require_admin, require_self_or_admin
 from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
 from community_tracker.http.resolver import http_router, request_time_ms
@@ -23,19 +24,21 @@ from community_tracker.models import (
     Community,
     CrossDivisionStats,
     DropCounts,
+    Peak,
     Summary,
     VisitHistoryPage,
     VisitorPage,
     VisitorStats,
 )
-from community_tracker.redis.keys import SERIES_HOURS
+from community_tracker.redis.keys import BUCKET_MARGIN_MS, SERIES_HOURS
 from community_tracker.redis.live_state import get_tracker
-from community_tracker.timeutil import bucket
+from community_tracker.timeutil import Period, iso
 from stats.cursors import Cursor, history_cursor, visitor_cursor, visitor_offset
-from stats.reading import readable_community, readable_registration
+from stats.reading import readable, readable_community
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
 
 router = http_router()
+T = TypeVar("T")
 
 CommunityPath = Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN, description="A registered community")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
@@ -65,6 +68,16 @@ def _readable_community(community_id: str) -> str:
     return readable_community(router.current_event, community_id)
 
 
+def _live(community_id: str, read: Callable[[Community], T]) -> T:
+    """A read of the live state of a readable community, by the registration Redis holds (read
+    again from the directory when the one this function kept is not it)."""
+    community = readable(router.current_event, community_id)
+    stores = get_stores()
+    return with_live_community(
+        community, read, directory=stores.communities, live=get_tracker(), now_ms=_now(), checkpoints=stores.checkpoints
+    )
+
+
 @router.get(
     "/v1/communities/<community_id>",
     summary="The community as registered: its name, slug and division (what a dashboard titles itself with)",
@@ -73,7 +86,7 @@ def _readable_community(community_id: str) -> str:
     responses=AGGREGATE_ANSWERS,
 )
 def get_community(community_id: CommunityPath) -> Community:
-    return readable_registration(router.current_event, community_id)
+    return readable(router.current_event, community_id)
 
 
 @router.get(
@@ -84,7 +97,7 @@ def get_community(community_id: CommunityPath) -> Community:
     responses=AGGREGATE_ANSWERS,
 )
 def get_stats(community_id: CommunityPath) -> VisitorStats:
-    return get_tracker().get_visitor_stats(_readable_community(community_id), _now())
+    return _live(community_id, lambda c: get_tracker().get_visitor_stats(c.community_id, _now(), community=c))
 
 
 @router.get(
@@ -95,9 +108,10 @@ def get_stats(community_id: CommunityPath) -> VisitorStats:
     responses=AGGREGATE_ANSWERS,
 )
 def get_divisions(community_id: CommunityPath) -> DivisionBreakdown:
-    cid = _readable_community(community_id)
-    divisions = get_tracker().get_division_breakdown(cid, _now())
-    return DivisionBreakdown(community_id=cid, total_visitors=sum(d.count for d in divisions), divisions=divisions)
+    divisions = _live(community_id, lambda c: get_tracker().get_division_breakdown(c.community_id, _now(), community=c))
+    return DivisionBreakdown(
+        community_id=community_id, total_visitors=sum(d.count for d in divisions), divisions=divisions
+    )
 
 
 @router.get(
@@ -110,7 +124,7 @@ def get_divisions(community_id: CommunityPath) -> DivisionBreakdown:
 def get_cross_division(
     community_id: CommunityPath, limit: Annotated[int, Query(ge=1, le=100, description="Top pairs")] = 10
 ) -> CrossDivisionStats:
-    stats = get_tracker().get_cross_division_stats(_readable_community(community_id), _now())
+    stats = _live(community_id, lambda c: get_tracker().get_cross_division_stats(c.community_id, _now(), community=c))
     return stats.model_copy(update={"breakdown": stats.breakdown[:limit]})
 
 
@@ -130,13 +144,15 @@ def _iso_day(value: object) -> object:
 )
 def get_cross_division_history(
     community_id: CommunityPath,
-    day: Annotated[date | None, BeforeValidator(_iso_day), Query(description="UTC day, default today")] = None,
+    day: Annotated[
+        date | None, BeforeValidator(_iso_day), Query(description="A day of the community's calendar, default today")
+    ] = None,
 ) -> CrossDivisionHistory:
-    cid = _readable_community(community_id)
-    day_id = day.isoformat() if day else bucket("day", _now()).id
-    return CrossDivisionHistory(
-        community_id=cid, day=day_id, breakdown=get_tracker().get_cross_division_history(cid, day_id)
-    )
+    community = readable(router.current_event, community_id)
+    tracker = get_tracker()
+    day_id = day.isoformat() if day else tracker.calendar_of(community_id, community).bucket("day", _now()).id
+    buckets, breakdown = tracker.get_cross_division_history(community_id, day_id, community=community)
+    return CrossDivisionHistory(community_id=community_id, day=day_id, buckets=buckets, breakdown=breakdown)
 
 
 @router.get(
@@ -148,19 +164,43 @@ def get_cross_division_history(
 )
 def get_peaks(
     community_id: CommunityPath,
-    history: Annotated[Literal["day", "week", "month"] | None, Query(description="Closed buckets")] = None,
+    history: Annotated[
+        Literal["day", "week", "month"] | None,
+        Query(description="The closed buckets before this one, newest first, nobody's included (count 0)"),
+    ] = None,
     limit: Limit = 30,
 ) -> PeaksAnswer:
-    cid = _readable_community(community_id)
-    current = get_tracker().get_peaks(cid, _now())
+    community, current = _live(
+        community_id, lambda c: (c, get_tracker().get_peaks(c.community_id, _now(), community=c))
+    )
     daily, weekly, monthly = (peak.count for peak in current)
     return PeaksAnswer(
         daily=daily,
         weekly=weekly,
         monthly=monthly,
         current=current,
-        history=get_stores().peaks.rollups(cid, history, limit=limit) if history else [],
+        history=_peak_history(community, history, limit) if history else [],
     )
+
+
+def _peak_history(community: Community, period: Period, limit: int) -> list[Peak]:
+    """The `limit` buckets of the community's calendar before the open one: as cleanup wrote them
+    to DynamoDB, else as Redis still keeps them (closed since cleanup last ran), else a gap."""
+    now_ms = _now()
+    buckets = community.calendar().closed_before(period, now_ms, limit)
+    rolled = {
+        peak.start: peak
+        for peak in get_stores().peaks.rollups_since(community.community_id, period, buckets[-1].start_ms)
+    }
+    pending = [b for b in buckets if iso(b.start_ms) not in rolled and b.end_ms + BUCKET_MARGIN_MS > now_ms]
+    kept = dict(
+        zip((b.key for b in pending), get_tracker().get_closed_peaks(community.community_id, pending), strict=True)
+    )
+    history = []
+    for found in buckets:
+        peak = rolled.get(iso(found.start_ms)) or kept.get(found.key)
+        history.append(peak if peak is not None else Peak.at(found, 0, None, 0))
+    return history
 
 
 @router.get(
@@ -177,7 +217,10 @@ def get_summary(
     community_id: CommunityPath,
     minutes: Annotated[int, Query(ge=1, le=180, description="Timeline length")] = 60,
 ) -> Response[Any]:
-    summary = get_tracker().get_summary(_readable_community(community_id), _now(), timeline_minutes=minutes)
+    summary = _live(
+        community_id,
+        lambda c: get_tracker().get_summary(c.community_id, _now(), timeline_minutes=minutes, community=c),
+    )
     # The ETag ignores the answer's own timestamp, so an unchanged community answers 304.
     fingerprint = summary.model_copy(update={"timestamp": ""}).model_dump_json()
     etag = f'W/"{hashlib.sha256(fingerprint.encode()).hexdigest()[:32]}"'
@@ -210,7 +253,8 @@ def get_timeline(
     responses=AGGREGATE_ANSWERS,
 )
 def get_drops(community_id: CommunityPath) -> DropCounts:
-    return get_tracker().get_drop_counts(_readable_community(community_id), _now())
+    community = readable(router.current_event, community_id)
+    return get_tracker().get_drop_counts(community_id, _now(), community=community)
 
 
 @router.get(

@@ -32,11 +32,11 @@ def share_token(event: APIGatewayProxyEventV2) -> str | None:
 def readable_community(event: APIGatewayProxyEventV2, community_id: str) -> str:
     """Aggregates: a token (or public counts) or a share link of this community, and a
     registered community."""
-    return readable_registration(event, community_id).community_id
+    return readable(event, community_id).community_id
 
 
-def readable_registration(event: APIGatewayProxyEventV2, community_id: str) -> Community:
-    """The registered community, for a caller who may read its aggregates."""
+def readable(event: APIGatewayProxyEventV2, community_id: str) -> Community:
+    """`readable_community`, as the registered community (its calendar, its version)."""
     token = share_token(event)
     if token is None:
         require_aggregate_reader(event.headers)

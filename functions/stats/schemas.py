@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from community_tracker.alerts import Alert
-from community_tracker.models import CrossDivisionPair, DivisionCount, Peak, TimelinePoint
+from community_tracker.models import CalendarBucket, CrossDivisionPair, DivisionCount, Peak, TimelinePoint
 
 
 class DivisionBreakdown(BaseModel):
@@ -15,14 +15,20 @@ class DivisionBreakdown(BaseModel):
 
 
 class CrossDivisionHistory(BaseModel):
+    """Page views per pair on one day of the community's calendar; `buckets` is that day (two
+    parts where a change of zone split it)."""
+
     community_id: str
     day: str
+    buckets: list[CalendarBucket]
     breakdown: list[CrossDivisionPair]
 
 
 class PeaksAnswer(BaseModel):
     """The seed's `{daily, weekly, monthly}`, the current buckets with the time each peak was
-    reached, and (with `?history=`) closed buckets from DynamoDB, newest first."""
+    reached, and (with `?history=`) the closed buckets before them in the community's calendar,
+    newest first: each as cleanup wrote it to DynamoDB (or as Redis keeps it until then), and a
+    bucket nobody came to as a gap (`count` 0, `reached_at` null)."""
 
     daily: int
     weekly: int

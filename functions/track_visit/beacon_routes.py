@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
@@ -24,7 +25,7 @@ from community_tracker.beacons import (
     record_page_view,
     screen,
 )
-from community_tracker.communities import registered_community
+from community_tracker.communities import registered_community, with_live_community
 from community_tracker.errors import DirectoryUnavailable, LiveStateUnavailable
 from community_tracker.http.auth import principal_from
 from community_tracker.http.errors import error_response, error_responses, json_answer, json_response
@@ -46,6 +47,7 @@ from track_visit.schemas import (
 )
 
 router = http_router()
+T = TypeVar("T")
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
 
 CommunityPath = Annotated[str, Path(pattern=COMMUNITY_ID_PATTERN, description="A registered community")]
@@ -80,8 +82,9 @@ def count_invalid_beacon(event: APIGatewayProxyEventV2) -> None:
         return
     count_dropped("invalid")
     try:
-        if get_stores().communities.get(community_id) is not None:
-            get_tracker().record_drop(community_id, "invalid", int(event.request_context.time_epoch))
+        community = get_stores().communities.get(community_id)
+        if community is not None:
+            get_tracker().record_drop(community_id, "invalid", int(event.request_context.time_epoch), community)
     except (LiveStateUnavailable, DirectoryUnavailable):
         logger.warning("invalid beacon not counted: a store is unavailable")
 
@@ -123,6 +126,19 @@ def _screened(community_id: str, body: PresenceBody, debug: bool, now_ms: int) -
         now_ms=now_ms,
         debug=debug,
         automation=get_automation_tracker(),
+    )
+
+
+def _by_current_registration(beacon: Beacon, record: Callable[[Beacon], T], now_ms: int) -> T:
+    """Records by the community's registration in Redis: if this function kept an older one (a
+    division move, a change of zone), it reads it again first (`communities.with_live_community`)."""
+    return with_live_community(
+        beacon.community,
+        lambda community: record(replace(beacon, community=community)),
+        directory=get_stores().communities,
+        live=get_tracker(),
+        now_ms=now_ms,
+        checkpoints=get_stores().checkpoints,
     )
 
 
@@ -172,7 +188,9 @@ def post_visit(
     beacon = _screened(community_id, body, debug, now_ms)
     if not isinstance(beacon, Beacon):
         return _not_recorded(beacon)
-    result = record_page_view(beacon, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms)
+    result = _by_current_registration(
+        beacon, lambda b: record_page_view(b, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms), now_ms
+    )
     if not isinstance(result, Counted):
         return _not_recorded(result)
     # Built from the tracker's answer, a model already: not validated a second time.
@@ -205,7 +223,7 @@ def post_heartbeat(
     beacon = _screened(community_id, body, debug, now_ms)
     if not isinstance(beacon, Beacon):
         return _not_recorded(beacon)
-    result = record_heartbeat(beacon, live=get_tracker(), now_ms=now_ms)
+    result = _by_current_registration(beacon, lambda b: record_heartbeat(b, live=get_tracker(), now_ms=now_ms), now_ms)
     if not isinstance(result, Counted):
         return _not_recorded(result)
     answer = HeartbeatAnswer(current_count=result.result.current_count, active=result.active, timestamp=iso(now_ms))

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from community_tracker.models import AddVisitorResult, DivisionId, EventId
+from community_tracker.models import AddVisitorResult, DivisionId, EventId, TimeZone
 
 # Random ids the beacon script makes: one per browser (localStorage), one per tab
 # (sessionStorage). Only their keyed hashes are ever kept.
@@ -67,3 +67,8 @@ class CommunityBody(BaseModel):
     slug: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=200)
     division_id: DivisionId | None = None
+    time_zone: TimeZone | None = Field(
+        default=None,
+        description="Its days, weeks and months (IANA name); left out: unchanged, or VT_DEFAULT_TIME_ZONE for a "
+        "new community. A change takes effect at the end of each open day, week and month",
+    )

@@ -40,7 +40,9 @@ class LiveState(Protocol):
     def add_visitor(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
     def update_visitor_activity(self, visit: Visit, now_ms: int) -> VisitOutcome: ...
     def remove_visitor(self, community_id: str, connection: str, now_ms: int) -> int: ...
-    def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None: ...
+    def record_drop(
+        self, community_id: str, reason: DropReason, now_ms: int, community: Community | None = None
+    ) -> None: ...
     def event_seen(self, community_id: str, event_id: str, now_ms: int) -> bool: ...
 
 
@@ -86,6 +88,8 @@ class Beacon:
             connection_key=self.identity.connection_key,
             alt_key=self.identity.alt_key,
             client_key=self.client_key,
+            community_version=self.community.version,
+            calendar=self.community.calendar(),
         )
 
 
@@ -146,7 +150,7 @@ def screen(
     if reason is None:
         return beacon
     with contextlib.suppress(LiveStateUnavailable):  # a drop counter is not worth a failed answer
-        live.record_drop(beacon.community.community_id, "bot", now_ms)
+        live.record_drop(beacon.community.community_id, "bot", now_ms, beacon.community)
     agents.record_automated(automation, beacon.community.community_id, beacon.client_key, user_agent, now_ms)
     return Dropped(reason="bot", message=reason)
 

@@ -12,6 +12,18 @@ class LiveStateUnavailable(Exception):
     """Redis cannot be reached (or refused the write): the live state was not read or updated."""
 
 
+class CommunityOutdated(Exception):
+    """Redis holds another registration of the community than the caller's (a newer one, an older
+    one, or none: a new community, a Redis that restarted). Nothing was written; the caller reads
+    the directory again, installs what it holds when Redis is behind, and tries again
+    (`communities.with_live_community`)."""
+
+    def __init__(self, community_id: str, live_version: int | None) -> None:
+        super().__init__(f"community {community_id}: Redis holds registration {live_version}")
+        self.community_id = community_id
+        self.live_version = live_version
+
+
 class HistoryUnavailable(Exception):
     """DynamoDB did not take or return visit history after retries: nothing may claim it is kept."""
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from community_tracker.settings import get_settings
+from community_tracker.timeutil import Bucket, Calendar, ZoneChange, calendar_of, is_time_zone, iso
 
 # Ids that end up inside Redis keys and DynamoDB keys: no braces (they would break the cluster hash
 # tag), no separators, bounded length.
@@ -24,15 +27,61 @@ DivisionId = Annotated[str, StringConstraints(pattern=DIVISION_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
 
 
+def _known_time_zone(name: str) -> str:
+    if not is_time_zone(name):
+        raise ValueError("not an IANA time zone this runtime knows, e.g. America/Toronto")
+    return name
+
+
+TimeZone = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_known_time_zone),
+    Field(description="IANA time zone (zoneinfo), e.g. America/Toronto", examples=["America/Toronto"]),
+]
+
+
+def default_time_zone() -> str:
+    return get_settings().default_time_zone
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class ZoneRegistration(Frozen):
+    """A time zone registered for a community at `registered_ms` (0: from the start)."""
+
+    time_zone: TimeZone
+    registered_ms: int = Field(ge=0)
+
+
 class Community(Frozen):
+    """A registered community. Its calendar figures (days, ISO weeks, months) are in `time_zone`;
+    `zone_history` lists every zone registered, oldest first, when it was changed (a change
+    takes effect at the end of each open bucket, `timeutil.Calendar`). `version` goes up with
+    each registration, so every function can tell a newer one from the one it keeps."""
+
     community_id: CommunityId
     slug: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=200)
     division_id: DivisionId | None = None
+    time_zone: TimeZone = Field(default_factory=default_time_zone)
+    zone_history: tuple[ZoneRegistration, ...] = ()
+    version: int = Field(default=0, ge=0)
+
+    def calendar(self) -> Calendar:
+        changes = tuple(ZoneChange(r.time_zone, r.registered_ms) for r in self.zone_history)
+        if not changes or changes[-1].zone != self.time_zone:
+            changes = (*changes, ZoneChange(self.time_zone, changes[-1].at_ms if changes else 0))
+        return calendar_of(changes)
+
+    def with_time_zone(self, zone: str, at_ms: int) -> tuple[ZoneRegistration, ...]:
+        """`zone_history` after registering `zone` at `at_ms` (unchanged for the same zone)."""
+        calendar = self.calendar().with_zone(zone, at_ms)
+        if len(calendar.changes) == 1:
+            return ()
+        return tuple(ZoneRegistration(time_zone=c.zone, registered_ms=c.at_ms) for c in calendar.changes)
 
 
 class VisitorIdentity(Frozen):
@@ -71,6 +120,12 @@ class Visit(Frozen):
     connection_key: str | None = None
     alt_key: str | None = None
     client_key: str | None = None  # keyed hash of the client address, for the per-client limits
+    # The registration the beacon was judged by (`Community.version`, its calendar); None from
+    # tools and tests that know none (the tracker then follows what Redis holds).
+    community_version: int | None = None
+    calendar: Calendar | None = None
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     @property
     def connection(self) -> str:
@@ -152,11 +207,48 @@ class PeakCounts(Frozen):
     monthly: int
 
 
-class Peak(Frozen):
+class CalendarBucket(Frozen):
+    """A day, ISO week or month of a community's calendar: its name in `time_zone` and the
+    instants it starts (inclusive) and ends (exclusive): 23 or 25 hours apart on the days the
+    zone moves its clocks, fewer where a change of zone made the community start a new calendar."""
+
     period: Literal["day", "week", "month"]
-    bucket: str
+    bucket: str = Field(description="2026-11-24, 2026-W48 or 2026-11, in time_zone")
+    time_zone: str
+    start: str
+    end: str
+
+    @staticmethod
+    def fields_of(bucket: Bucket) -> dict[str, str]:
+        return {
+            "period": bucket.period,
+            "bucket": bucket.id,
+            "time_zone": bucket.zone,
+            "start": iso(bucket.start_ms),
+            "end": iso(bucket.end_ms),
+        }
+
+    @classmethod
+    def of(cls, bucket: Bucket) -> CalendarBucket:
+        return cls(**cls.fields_of(bucket))
+
+
+class Peak(CalendarBucket):
+    """The highest live count of a bucket and when it was first reached (`reached_at` null: nobody
+    came), and, for closed buckets, their unique visitors."""
+
     count: int
     reached_at: str | None
+    unique_visitors: int | None = None
+
+    @classmethod
+    def at(cls, bucket: Bucket, count: int, reached_at: str | None, unique_visitors: int | None = None) -> Peak:
+        return cls(
+            **cls.fields_of(bucket),
+            count=count,
+            reached_at=reached_at,
+            unique_visitors=unique_visitors,
+        )
 
 
 class UniqueVisitors(Frozen):
@@ -165,6 +257,7 @@ class UniqueVisitors(Frozen):
     daily: int
     weekly: int
     monthly: int
+    buckets: list[CalendarBucket] = Field(default_factory=list, description="The day, week and month counted")
 
 
 class TimelinePoint(Frozen):
@@ -178,6 +271,9 @@ DROP_REASONS: tuple[DropReason, ...] = ("bot", "rate_limited", "duplicate", "inv
 
 class DropCounts(Frozen):
     day: str
+    time_zone: str
+    start: str
+    end: str
     bot: int = 0
     rate_limited: int = 0
     duplicate: int = 0
@@ -199,6 +295,32 @@ class Summary(Frozen):
     timestamp: str
 
 
+class CheckpointBucket(Frozen):
+    """The figures of one open bucket as cleanup last saw them: its peak, when it was reached, and
+    its unique visitors' HyperLogLog as Redis encodes it (the raw string a GET returns)."""
+
+    period: Literal["day", "week", "month"]
+    bucket: str
+    time_zone: str
+    start_ms: int
+    end_ms: int
+    count: int
+    at_ms: int
+    sketch: bytes | None = None
+
+    def as_bucket(self) -> Bucket:
+        return Bucket(self.period, self.bucket, self.start_ms, self.end_ms, self.time_zone)
+
+
+class Checkpoint(Frozen):
+    """A community's open calendar figures saved to DynamoDB, so a Redis that lost them (a restart,
+    a failover to an empty node) resumes from there instead of from zero."""
+
+    community_id: str
+    taken_ms: int
+    buckets: tuple[CheckpointBucket, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class CleanupResult:
     """What pruning one community did, and what its cleanup still owes it."""
@@ -208,6 +330,7 @@ class CleanupResult:
     index_flag_cleared: bool
     unrolled_peaks: list[Peak]  # closed buckets still in Redis, not yet written to history
     open_bucket_end: int | None  # end of the earliest current bucket holding a peak
+    checkpoint: Checkpoint | None = None  # the open figures, when they changed since the last one
 
 
 def is_cross_division(visitor_division: str | None, community_division: str | None) -> bool:

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from community_tracker.factories import cached_factory
+from community_tracker.timeutil import is_time_zone
 
 ENV_PREFIX = "VT_"
 
@@ -66,6 +67,8 @@ class Settings(BaseModel):
     index_refresh_seconds: int = Field(default=60, ge=1)
     index_shards: int = Field(default=16, ge=1, le=1024)
     community_cache_seconds: float = Field(default=60.0, ge=0)
+    # The time zone of a community registered without one (IANA name): its days, weeks and months.
+    default_time_zone: str = "UTC"
     visit_retention_days: int = Field(default=0, ge=0)  # 0 keeps visit events forever
 
     # Identity (README, "Identity"). HS256 with a shared secret unless a JWKS URL is set (then RS256).
@@ -111,6 +114,9 @@ class Settings(BaseModel):
     # Cleanup.
     cleanup_batch_size: int = Field(default=200, ge=1)
     cleanup_margin_ms: int = Field(default=3000, ge=0)
+    # Cleanup saves a community's open peaks and unique-visitor sketches to DynamoDB at most this
+    # often, when they changed: what a Redis restart can lose. 0 turns checkpoints off.
+    checkpoint_seconds: int = Field(default=300, ge=0)
 
     # Alerts (README, "Spike and drop alerts"): the EventBridge bus they are put on, and how long
     # the alert history keeps them (DynamoDB TTL).
@@ -122,6 +128,13 @@ class Settings(BaseModel):
     badge_min_count: int = Field(default=5, ge=0)
     share_key: str = "dev-only-share-key-change-me-0123456789"
     share_key_param: str | None = None
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not is_time_zone(value):
+            raise ValueError(f"VT_DEFAULT_TIME_ZONE: not an IANA time zone: {value!r}")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from community_tracker.aws.clients import aws_client, dynamodb_resource
 from community_tracker.aws.stores import get_stores
 from community_tracker.models import Community, Peak, VisitEvent, VisitMetadata
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import iso
+from community_tracker.timeutil import UTC_CALENDAR, iso
 from infra.aws_emulator import EmulatorProcess
 from infra.tokens import mint_token
 from stats.handler import lambda_handler as stats_handler
@@ -92,7 +92,7 @@ def test_erasure_removes_every_visit_of_the_user(emulated_aws: str) -> None:
 
 def test_peak_rollups_are_idempotent_and_monotonic(emulated_aws: str) -> None:
     peaks = get_stores().peaks
-    peak = Peak(period="month", bucket="2031-03", count=12, reached_at=iso(T0))
+    peak = Peak.at(UTC_CALENDAR.bucket("month", T0), 12, iso(T0), 3)
 
     peaks.put_rollup("c1", peak)
     peaks.put_rollup("c1", peak)

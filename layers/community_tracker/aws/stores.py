@@ -15,24 +15,36 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.types import Binary
 from botocore.exceptions import BotoCoreError, ClientError
 
 from community_tracker.aws.clients import dynamodb_resource
 from community_tracker.errors import DirectoryUnavailable, HistoryUnavailable, InvalidCursor
 from community_tracker.factories import cached_factory
-from community_tracker.models import Community, Peak, VisitEvent, VisitHistoryPage, VisitMetadata
+from community_tracker.models import (
+    Checkpoint,
+    CheckpointBucket,
+    Community,
+    Peak,
+    VisitEvent,
+    VisitHistoryPage,
+    VisitMetadata,
+    ZoneRegistration,
+)
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import Period
+from community_tracker.timeutil import Bucket, Period, iso, natural_bucket, to_ms
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 USER_INDEX = "ByUser"
 _META = "META"
+_CHECKPOINT = "CHECKPOINT"
 _EVENT = "EVENT"
 # How long an event id keeps a retry from being stored twice: far past any client's retries
 # (the beacon script gives up on a page view after a day).
@@ -116,34 +128,71 @@ def decode_cursor(cursor: str | None, expected_keys: set[str]) -> dict[str, str]
 class CommunityStore(Protocol):
     def get(self, community_id: str) -> Community | None: ...
     def put(self, community: Community) -> None: ...
+    def fresh(self, community_id: str) -> Community | None: ...
+    def replace(self, community: Community, previous: Community | None) -> bool: ...
+
+
+def _community_from_item(item: dict[str, Any]) -> Community:
+    history = item.get("zone_history") or []
+    return Community(
+        community_id=str(item["community_id"]),
+        slug=str(item["slug"]),
+        name=str(item["name"]),
+        division_id=str(item["division_id"]) if item.get("division_id") else None,
+        time_zone=str(item.get("time_zone") or get_settings().default_time_zone),
+        zone_history=tuple(
+            ZoneRegistration(time_zone=str(entry["time_zone"]), registered_ms=int(entry["registered_ms"]))
+            for entry in history
+        ),
+        version=int(item.get("version") or 0),
+    )
 
 
 class DynamoCommunityStore:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    def get(self, community_id: str) -> Community | None:
+    def get(self, community_id: str, *, consistent: bool = False) -> Community | None:
         with _translated(DirectoryUnavailable, "community directory"):
-            item = self._table.get_item(Key={"PK": _community_pk(community_id), "SK": _META}).get("Item")
-        if item is None:
-            return None
-        return Community(
-            community_id=str(item["community_id"]),
-            slug=str(item["slug"]),
-            name=str(item["name"]),
-            division_id=str(item["division_id"]) if item.get("division_id") else None,
-        )
+            item = self._table.get_item(
+                Key={"PK": _community_pk(community_id), "SK": _META}, ConsistentRead=consistent
+            ).get("Item")
+        return _community_from_item(item) if item is not None else None
+
+    def fresh(self, community_id: str) -> Community | None:
+        """What the directory holds now (a strongly consistent read)."""
+        return self.get(community_id, consistent=True)
+
+    def _item(self, community: Community) -> dict[str, Any]:
+        return {
+            "PK": _community_pk(community.community_id),
+            "SK": _META,
+            "entity": "community",
+            **community.model_dump(),
+        }
 
     def put(self, community: Community) -> None:
         with _translated(DirectoryUnavailable, "community directory"):
-            self._table.put_item(
-                Item={
-                    "PK": _community_pk(community.community_id),
-                    "SK": _META,
-                    "entity": "community",
-                    **community.model_dump(),
-                }
-            )
+            self._table.put_item(Item=self._item(community))
+
+    def replace(self, community: Community, previous: Community | None) -> bool:
+        """Writes `community` if the directory still holds `previous` (None: nothing), by version;
+        False when another registration came first."""
+        condition: ConditionBase
+        if previous is None:
+            condition = Attr("PK").not_exists()
+        elif previous.version == 0:
+            condition = Attr("version").not_exists() | Attr("version").eq(0)
+        else:
+            condition = Attr("version").eq(previous.version)
+        with _translated(DirectoryUnavailable, "community directory"):
+            try:
+                self._table.put_item(Item=self._item(community), ConditionExpression=condition)
+            except ClientError as error:
+                if _cancelled_for(error, "ConditionalCheckFailed"):
+                    return False
+                raise
+        return True
 
 
 class CachedCommunityStore:
@@ -193,6 +242,19 @@ class CachedCommunityStore:
     def put(self, community: Community) -> None:
         self._store.put(community)
         self._entries[community.community_id] = (self._clock() + self._ttl, community)
+
+    def fresh(self, community_id: str) -> Community | None:
+        """The directory's current entry, read through (and kept): for a function told by Redis
+        that a newer registration exists than the one it keeps."""
+        community = self._store.fresh(community_id)
+        self._entries[community_id] = (self._clock() + (self._ttl if community else self._unknown_ttl), community)
+        return community
+
+    def replace(self, community: Community, previous: Community | None) -> bool:
+        written = self._store.replace(community, previous)
+        if written:
+            self._entries[community.community_id] = (self._clock() + self._ttl, community)
+        return written
 
 
 def visit_item(event: VisitEvent) -> dict[str, Any]:
@@ -366,6 +428,62 @@ class DynamoVisitStore:
         return deleted
 
 
+def _figure(value: Any) -> int:
+    """A count as DynamoDB returns it: typed (the resource), or `{"N": "3"}` (a refusal's item)."""
+    if isinstance(value, dict):
+        value = value.get("N", 0)
+    try:
+        return int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("S")
+    return value
+
+
+def _peak_sk(period: str, start: str) -> str:
+    # By the bucket's start instant: unique (two buckets named alike across a change of zone are
+    # not), and in time order whatever the zones.
+    return f"PEAK#{period}#{start}"
+
+
+def _legacy_bucket(period: Period, label: str) -> Bucket | None:
+    """A rollup written before buckets carried their zone: a UTC bucket named `label`."""
+    try:
+        if period == "day":
+            day = date.fromisoformat(label)
+        elif period == "week":
+            year, week = label.split("-W")
+            day = date.fromisocalendar(int(year), int(week), 1)
+        else:
+            day = date.fromisoformat(f"{label}-01")
+    except ValueError:
+        return None
+    return natural_bucket(period, to_ms(datetime(day.year, day.month, day.day, tzinfo=UTC)))
+
+
+def _peak_from_item(period: Period, item: dict[str, Any]) -> Peak | None:
+    count = int(item["count"]) if isinstance(item.get("count"), Decimal | int) else 0
+    reached_at = str(item["reached_at"]) if item.get("reached_at") else None
+    unique = int(item["unique_visitors"]) if isinstance(item.get("unique_visitors"), Decimal | int) else None
+    if "start" not in item:
+        legacy = _legacy_bucket(period, str(item.get("bucket", "")))
+        return Peak.at(legacy, count, reached_at, unique) if legacy is not None else None
+    return Peak(
+        period=period,
+        bucket=str(item["bucket"]),
+        time_zone=str(item["time_zone"]),
+        start=str(item["start"]),
+        end=str(item["end"]),
+        count=count,
+        reached_at=reached_at,
+        unique_visitors=unique,
+    )
+
+
 class DynamoPeakStore:
     """Closed peak buckets, written by cleanup so peaks have history after Redis forgets them."""
 
@@ -374,20 +492,38 @@ class DynamoPeakStore:
 
     @_history_errors
     def put_rollup(self, community_id: str, peak: Peak) -> None:
-        """Idempotent, and never lowers a stored peak (two cleanups may write the same bucket)."""
-        try:
-            self._table.put_item(
-                Item={
-                    "PK": _community_pk(community_id),
-                    "SK": f"PEAK#{peak.period}#{peak.bucket}",
-                    "entity": "peak",
-                    **peak.model_dump(),
-                },
-                ConditionExpression=Attr("PK").not_exists() | Attr("count").lte(peak.count),
+        """Idempotent, and never lowers a stored figure (two cleanups may write the same bucket,
+        and a late beacon makes cleanup write a closed one again). PutItem only (cleanup's role
+        allows nothing else): a put refused because one figure is lower learns the stored item
+        from the refusal and puts the higher of each, on the condition it is still that item."""
+        key = {"PK": _community_pk(community_id), "SK": _peak_sk(peak.period, peak.start)}
+        unique = peak.unique_visitors or 0
+        item: dict[str, Any] = {**key, "entity": "peak", **peak.model_dump(), "unique_visitors": unique}
+        condition: ConditionBase = Attr("PK").not_exists() | (
+            Attr("count").lte(peak.count) & (Attr("unique_visitors").not_exists() | Attr("unique_visitors").lte(unique))
+        )
+        for _attempt in range(3):
+            try:
+                self._table.put_item(
+                    Item=item, ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD"
+                )
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                stored = cast(dict[str, Any], error.response.get("Item") or {})
+            stored_count, stored_unique = _figure(stored.get("count")), _figure(stored.get("unique_visitors"))
+            if stored_count >= item["count"] and stored_unique >= item["unique_visitors"]:
+                return  # nothing to raise
+            if stored_count > item["count"]:
+                item.update(count=stored_count, reached_at=_plain(stored.get("reached_at")))
+            item["unique_visitors"] = max(stored_unique, item["unique_visitors"])
+            condition = Attr("count").eq(stored_count) & (
+                Attr("unique_visitors").eq(stored_unique)
+                if "unique_visitors" in stored
+                else Attr("unique_visitors").not_exists()
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        raise HistoryUnavailable(f"peak {peak.period} {peak.bucket}: concurrent rollups, written next pass")
 
     @_history_errors
     def rollups(self, community_id: str, period: Period, *, limit: int) -> list[Peak]:
@@ -397,15 +533,72 @@ class DynamoPeakStore:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [
-            Peak(
-                period=period,
-                bucket=str(item["bucket"]),
-                count=int(item["count"]) if isinstance(item["count"], Decimal | int) else 0,
-                reached_at=str(item["reached_at"]) if item.get("reached_at") else None,
+        return [peak for item in response["Items"] if (peak := _peak_from_item(period, item)) is not None]
+
+    @_history_errors
+    def rollups_since(self, community_id: str, period: Period, start_ms: int) -> list[Peak]:
+        """Every rollup of a bucket starting at or after `start_ms`, newest first."""
+        condition = Key("PK").eq(_community_pk(community_id)) & Key("SK").between(
+            _peak_sk(period, iso(start_ms)), _peak_sk(period, "~")
+        )
+        query: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": False}
+        peaks: list[Peak] = []
+        while True:
+            response = self._table.query(**query)
+            peaks.extend(peak for item in response["Items"] if (peak := _peak_from_item(period, item)) is not None)
+            if "LastEvaluatedKey" not in response:
+                return peaks
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+class DynamoCheckpointStore:
+    """Each community's last checkpoint of its open calendar figures (one item, replaced)."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    @_history_errors
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Kept only if no later checkpoint is there (two passes may race)."""
+        item: dict[str, Any] = {
+            "PK": _community_pk(checkpoint.community_id),
+            "SK": _CHECKPOINT,
+            "entity": "checkpoint",
+            "taken_ms": checkpoint.taken_ms,
+            "buckets": [
+                {**bucket.model_dump(exclude={"sketch"}), "sketch": Binary(bucket.sketch or b"")}
+                for bucket in checkpoint.buckets
+            ],
+        }
+        try:
+            self._table.put_item(
+                Item=item, ConditionExpression=Attr("PK").not_exists() | Attr("taken_ms").lte(checkpoint.taken_ms)
             )
-            for item in response["Items"]
-        ]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    @_history_errors
+    def load_checkpoint(self, community_id: str) -> Checkpoint | None:
+        item = self._table.get_item(Key={"PK": _community_pk(community_id), "SK": _CHECKPOINT}).get("Item")
+        if item is None:
+            return None
+        buckets = []
+        for entry in cast(list[dict[str, Any]], item.get("buckets") or []):
+            sketch = entry.get("sketch")
+            buckets.append(
+                CheckpointBucket(
+                    period=entry["period"],
+                    bucket=str(entry["bucket"]),
+                    time_zone=str(entry["time_zone"]),
+                    start_ms=int(entry["start_ms"]),
+                    end_ms=int(entry["end_ms"]),
+                    count=int(entry["count"]),
+                    at_ms=int(entry["at_ms"]),
+                    sketch=bytes(cast(Any, sketch).value) or None if isinstance(sketch, Binary) else None,
+                )
+            )
+        return Checkpoint(community_id=community_id, taken_ms=int(str(item["taken_ms"])), buckets=tuple(buckets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +606,7 @@ class Stores:
     communities: CommunityStore
     visits: DynamoVisitStore
     peaks: DynamoPeakStore
+    checkpoints: DynamoCheckpointStore
 
 
 @cached_factory
@@ -423,4 +617,5 @@ def get_stores() -> Stores:
         communities=CachedCommunityStore(DynamoCommunityStore(table), settings.community_cache_seconds),
         visits=DynamoVisitStore(table, settings.visit_retention_days),
         peaks=DynamoPeakStore(table),
+        checkpoints=DynamoCheckpointStore(table),
     )

@@ -1,7 +1,8 @@
 """Every Redis key name and its lifetime (README, "Redis data model").
 
 Every key of one community carries the hash tag `{c:<community_id>}`, so one script can touch all
-of them atomically on a single node or in one slot of a Redis Cluster. Community ids are
+of them atomically on a single node or in one slot of a Redis Cluster. Calendar keys are named by
+their bucket's `key` (`2031-03-05@America/Toronto`) in the community's own calendar. Community ids are
 validated (`models.COMMUNITY_ID_PATTERN`) before they get here, so they never contain braces.
 """
 
@@ -28,9 +29,21 @@ ALERT_STATE_TTL_MS = 2 * DAY_MS  # a community's alert state outlives a quiet da
 
 
 class CommunityKeys:
-    __slots__ = ("conn_people", "conns", "counts", "divisions", "live", "pairs", "present", "tag", "visitors")
+    __slots__ = (
+        "community_id",
+        "conn_people",
+        "conns",
+        "counts",
+        "divisions",
+        "live",
+        "pairs",
+        "present",
+        "tag",
+        "visitors",
+    )
 
     def __init__(self, community_id: str) -> None:
+        self.community_id = community_id
         self.tag = f"{{c:{community_id}}}"
         self.live = f"{self.tag}:live"  # zset: person -> when they stop being live, minus the window
         self.visitors = f"{self.tag}:visitors"  # hash: person -> record (see codec.py)
@@ -69,26 +82,42 @@ class CommunityKeys:
         return f"{self.tag}:group:{group}"  # zset: person of that group -> their LIVE score
 
     def is_live_state(self, key: str) -> bool:
-        """One of the keys that live as long as the community has live people (no expiry)."""
-        return key in self.state_fields.values() or key == self.groups or key.startswith(self.group(""))
+        """One of the keys that live without an expiry: the live state, kept as long as the community
+        has live people, and its registration (`meta`, one small hash per community)."""
+        return key in self.state_fields.values() or key in (self.groups, self.meta) or key.startswith(self.group(""))
 
     def peak(self, bucket: Bucket) -> str:
-        return self.peak_key(bucket.period, bucket.id)
+        return self.peak_key(bucket.period, bucket.key)
 
-    def peak_key(self, period: str, bucket_id: str) -> str:
-        return f"{self.tag}:peak:{period}:{bucket_id}"  # hash: count, at (ms), rolled
+    def peak_key(self, period: str, bucket_key: str) -> str:
+        return f"{self.tag}:peak:{period}:{bucket_key}"  # hash: count, at (ms), rolled (count written)
 
     def unique(self, bucket: Bucket) -> str:
-        return f"{self.tag}:uv:{bucket.period}:{bucket.id}"  # HyperLogLog of visitor keys
+        return self.unique_key(bucket.period, bucket.key)
 
-    def pair_history(self, day_id: str) -> str:
-        return f"{self.tag}:pairs:day:{day_id}"  # hash: "from>to" -> page views that day
+    def unique_key(self, period: str, bucket_key: str) -> str:
+        return f"{self.tag}:uv:{period}:{bucket_key}"  # HyperLogLog of visitor keys
+
+    @property
+    def meta(self) -> str:
+        return f"{self.tag}:meta"  # hash: version, division, calendar, open bucket per period, dirty
+
+    @property
+    def restore(self) -> str:
+        return f"{self.tag}:uv:restore"  # a checkpointed sketch, only while install.lua merges it
+
+    @property
+    def closed(self) -> str:
+        return f"{self.tag}:closed"  # zset: "period|key|start|end" -> end (ms), closed, not yet rolled up
+
+    def pair_history(self, day_key: str) -> str:
+        return f"{self.tag}:pairs:day:{day_key}"  # hash: "from>to" -> page views that day
 
     def series(self, hour_id: str) -> str:
         return f"{self.tag}:series:{hour_id}"  # hash: epoch minute -> highest live count
 
-    def drops(self, day_id: str) -> str:
-        return f"{self.tag}:drops:{day_id}"  # hash: reason -> beacons not counted
+    def drops(self, day_key: str) -> str:
+        return f"{self.tag}:drops:{day_key}"  # hash: reason -> beacons not counted
 
     @property
     def events(self) -> str:

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from redis import Redis
+from redis.client import NEVER_DECODE
 
+from community_tracker.errors import CommunityOutdated, LiveStateUnavailable
 from community_tracker.factories import cached_factory
 from community_tracker.models import (
     DROP_REASONS,
     AddVisitorResult,
+    CalendarBucket,
+    Checkpoint,
+    CheckpointBucket,
+    Community,
     CrossDivisionPair,
     CrossDivisionStats,
     DivisionCount,
@@ -62,19 +68,35 @@ from community_tracker.redis.scripts import (
     ClusterLuaScripts,
     HeartbeatArgs,
     HeartbeatKeys,
+    InstallArgs,
+    InstallKeys,
     ListVisitorsArgs,
     LuaScripts,
     ReadStateArgs,
+    ReadStateKeys,
     RecordArgs,
     RecordKeys,
     RedisClient,
     RemoveArgs,
 )
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import HOUR_MS, MINUTE_MS, PERIODS, bucket, hour_id, iso, minute_of, seconds
+from community_tracker.timeutil import (
+    HOUR_MS,
+    MINUTE_MS,
+    PERIODS,
+    Bucket,
+    Calendar,
+    calendar_from_json,
+    hour_id,
+    iso,
+    minute_of,
+    seconds,
+    zone_calendar,
+)
 
 _COUNTED = 1
-_ELSEWHERE = 6  # heartbeat.lua: not a plain heartbeat of a live connection, record.lua's
+_OUTDATED = 6  # record.lua: the registration in Redis is not the caller's
+_ELSEWHERE = 7  # heartbeat.lua: not a plain heartbeat of a live connection, record.lua's
 _STATUSES: dict[int, VisitStatus] = {
     _COUNTED: "counted",
     2: "duplicate",
@@ -89,6 +111,70 @@ _PAIR_SEPARATOR = ">"
 
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
+
+
+def bucket_descriptor(found: Bucket) -> str:
+    """A bucket as the calendar scripts take it (`lua/calendar.lua`)."""
+    return f"{found.key}|{found.start_ms}|{found.end_ms}"
+
+
+def bucket_figures(client: RedisClient, keys: Sequence[tuple[str, str]]) -> list[tuple[int | None, int, int]]:
+    """(peak, reached at, unique visitors) of buckets given by their (peak, unique) keys; peak None:
+    no peak kept. One pipeline on a single node; a cluster refuses PFCOUNT in pipelines."""
+    if not keys:
+        return []
+    if isinstance(client, Redis):
+        pipe = client.pipeline(transaction=False)
+        for peak, unique in keys:
+            pipe.hmget(peak, ["count", "at"])
+            pipe.pfcount(unique)
+        replies = pipe.execute()
+        pairs = [(replies[2 * i], replies[2 * i + 1]) for i in range(len(keys))]
+    else:
+        pairs = [(client.hmget(peak, ["count", "at"]), client.pfcount(unique)) for peak, unique in keys]
+    return [
+        (int(count) if count is not None else None, int(at) if at is not None else 0, int(unique))
+        for (count, at), unique in pairs
+    ]
+
+
+def take_checkpoint(client: RedisClient, keys: CommunityKeys, buckets: Sequence[Bucket], taken_ms: int) -> Checkpoint:
+    """The figures of `buckets` now (the sketches raw: GET of a HyperLogLog is its encoding, which
+    a SET and a PFMERGE read back on any Redis). Buckets with nothing in them are left out."""
+    figures = bucket_figures(client, [(keys.peak(found), keys.unique(found)) for found in buckets])
+    raw: dict[str, Any] = {NEVER_DECODE: []}
+    if isinstance(client, Redis):
+        pipe: Any = client.pipeline(transaction=False)
+        for found in buckets:
+            pipe.execute_command("GET", keys.unique(found), **raw)
+        sketches = pipe.execute()
+    else:
+        node: Any = client
+        sketches = [node.execute_command("GET", keys.unique(found), **raw) for found in buckets]
+    saved = [
+        CheckpointBucket(
+            period=found.period,
+            bucket=found.id,
+            time_zone=found.zone,
+            start_ms=found.start_ms,
+            end_ms=found.end_ms,
+            count=count or 0,
+            at_ms=at,
+            sketch=sketch if isinstance(sketch, bytes) and sketch else None,
+        )
+        for found, (count, at, _unique), sketch in zip(buckets, figures, sketches, strict=True)
+        if count is not None or sketch
+    ]
+    return Checkpoint(community_id=keys.community_id, taken_ms=taken_ms, buckets=tuple(saved))
+
+
+class Registration(NamedTuple):
+    """The registration a call works with: its version ('' none known) and calendar, and whether
+    the caller vouches for it (a community it read) or follows what Redis holds."""
+
+    version: str
+    calendar: Calendar
+    vouched: bool
 
 
 def _pairs(flat: Sequence[str]) -> list[tuple[str, int]]:
@@ -164,8 +250,12 @@ class VisitorTracker:
         leave_grace_seconds: int = 15,
         index_refresh_seconds: int = 60,
         index_shards: int = 16,
+        default_time_zone: str = "UTC",
     ) -> None:
         self._client = client
+        self._default_calendar = zone_calendar(default_time_zone)
+        # community -> the registration Redis was last seen holding (for callers without one)
+        self._known: dict[str, tuple[str, Calendar]] = {}
         self._index_shards = index_shards
         self.presence_ms = presence_seconds * 1000
         self.grace_ms = leave_grace_seconds * 1000
@@ -196,6 +286,89 @@ class VisitorTracker:
     def _after_record(self, visit: Visit, now_ms: int, status: int) -> None:
         """What the record script could not do itself (nothing, on one node)."""
 
+    # -- registrations and calendars -------------------------------------------------------------
+
+    def registration(self, community_id: str, community: Community | None = None) -> Registration:
+        """The registration to compute a community's buckets with: the caller's community, else
+        what Redis was last seen holding, else the default zone (a community never installed)."""
+        if community is not None:
+            return Registration(str(community.version), community.calendar(), vouched=True)
+        known = self._known.get(community_id)
+        if known is not None:
+            return Registration(known[0], known[1], vouched=False)
+        return Registration("", self._default_calendar, vouched=False)
+
+    def _visit_registration(self, visit: Visit) -> Registration:
+        if visit.community_version is not None:
+            return Registration(str(visit.community_version), visit.calendar or self._default_calendar, vouched=True)
+        return self.registration(visit.community_id)
+
+    def _outdated(self, community_id: str, used: Registration, version: Any, calendar: Any) -> None:
+        """Redis holds another registration than `used`: a caller that vouched for its own reads
+        the directory again (`CommunityOutdated`); one that did not follows Redis's (or, if Redis
+        holds none to follow, finds the live state unusable for now)."""
+        held = int(version) if version is not None else None
+        if used.vouched:
+            raise CommunityOutdated(community_id, held)
+        if held is None or calendar is None:
+            raise LiveStateUnavailable(f"community {community_id}: its calendar in Redis is not the default one")
+        self._known[community_id] = (str(held), calendar_from_json(calendar))
+
+    @staticmethod
+    def _still_outdated(community_id: str, used: Registration) -> Exception:
+        if used.vouched:
+            return CommunityOutdated(community_id, None)
+        return LiveStateUnavailable(f"community {community_id}: its registration keeps changing")
+
+    def calendar_of(self, community_id: str, community: Community | None = None) -> Calendar:
+        return self.registration(community_id, community).calendar
+
+    @live_state_errors
+    def install_community(
+        self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None, *, force: bool = False
+    ) -> bool:
+        """Makes `community` the registration Redis holds, unless it holds this one or a newer one
+        already, and moves every live person to its division in the same script (a division move
+        re-attributes them at once). If Redis held no registration at all, the open figures of
+        `checkpoint` are merged back (the buckets of it that are this calendar's and not expired).
+        `force` replaces even a newer registration: for a directory that holds an older one than
+        Redis (it was reset). True when it was installed."""
+        keys = CommunityKeys(community.community_id)
+        calendar = community.calendar()
+        restored = [
+            b
+            for b in (checkpoint.buckets if checkpoint is not None else ())
+            if b.end_ms + BUCKET_MARGIN_MS > now_ms and calendar.bucket(b.period, b.start_ms) == b.as_bucket()
+        ]
+        script_keys = [
+            *InstallKeys(**keys.state_fields, meta=keys.meta, restore=keys.restore).values(),
+            *(key for b in restored for key in (keys.peak(b.as_bucket()), keys.unique(b.as_bucket()))),
+        ]
+        args = [
+            *InstallArgs(
+                version=community.version,
+                division=community.division_id or "",
+                calendar=calendar.to_json(),
+                cutoff_ms=now_ms - self.window_ms,
+                bucket_margin_ms=BUCKET_MARGIN_MS,
+                force=int(force),
+            ).values(),
+            *(
+                arg
+                for b in restored
+                for arg in (b.period, bucket_descriptor(b.as_bucket()), b.count, b.at_ms, b.sketch or b"")
+            ),
+        ]
+        installed, held, moved, resumed = self._scripts.call("install", script_keys, args)
+        if installed:
+            self._known[community.community_id] = (str(community.version), calendar)
+            if moved or resumed:
+                logger.info(
+                    "community installed in the live state",
+                    extra={"community": community.community_id, "moved": moved, "resumed": resumed, "held": held},
+                )
+        return bool(installed)
+
     # -- writes ---------------------------------------------------------------------------------
 
     @live_state_errors
@@ -211,19 +384,22 @@ class VisitorTracker:
         does only that; any other (and one that counts a page) is `record.lua`'s, which then
         costs a second round trip when `heartbeat.lua` sent it on."""
         if not increment_pages:
-            raw = self._scripts.call("heartbeat", *self._heartbeat_call(visit, now_ms))
+            call = self._heartbeat_call(visit, now_ms, self._visit_registration(visit))
+            raw = self._scripts.call("heartbeat", *call)
             if raw[0] != _ELSEWHERE:
                 self._after_record(visit, now_ms, raw[0])
                 return self._outcome(visit, now_ms, raw)
         return self._record(visit, now_ms, pages=int(increment_pages), must_be_present=True)
 
-    def _heartbeat_call(self, visit: Visit, now_ms: int) -> tuple[list[str], list[Any]]:
+    def _heartbeat_call(self, visit: Visit, now_ms: int, registration: Registration) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of heartbeat.lua for one heartbeat."""
         keys = CommunityKeys(visit.community_id)
         visitor = visit.visitor
+        day, week, month = (registration.calendar.bucket(period, now_ms) for period in PERIODS)
         script_keys = HeartbeatKeys(
             **keys.state_fields,
             series=keys.series(hour_id(now_ms)),
+            meta=keys.meta,
             user_communities=self._user_set_in_script(visitor.user_id),
         )
         args = HeartbeatArgs(
@@ -241,16 +417,20 @@ class VisitorTracker:
             community_id=visit.community_id,
             user_set_ttl_ms=self._user_set_ttl_ms,
             index_refresh_ms=self._index_refresh_ms,
-            day_start_ms=bucket("day", now_ms).start_ms,
+            community_version=registration.version,
+            day_bucket=bucket_descriptor(day),
+            week_bucket=bucket_descriptor(week),
+            month_bucket=bucket_descriptor(month),
         )
         return script_keys.values(), args.values()
 
     def _record_call(
-        self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool
+        self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool, registration: Registration
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of record.lua for one beacon."""
         keys = CommunityKeys(visit.community_id)
-        day, week, month = (bucket(period, now_ms) for period in PERIODS)
+        calendar = registration.calendar
+        day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
         visitor = visit.visitor
         script_keys = RecordKeys(
@@ -261,12 +441,14 @@ class VisitorTracker:
             unique_day=keys.unique(day),
             unique_week=keys.unique(week),
             unique_month=keys.unique(month),
-            pair_history=keys.pair_history(day.id),
+            pair_history=keys.pair_history(day.key),
             series=keys.series(hour_id(now_ms)),
-            drops=keys.drops(day.id),
+            drops=keys.drops(day.key),
             events=keys.events,
             client_rates=keys.rates(minute),
             client_people=keys.client_people(visit.client_key or ""),
+            meta=keys.meta,
+            closed=keys.closed,
             user_communities=self._user_set_in_script(visitor.user_id),
         )
         args = RecordArgs(
@@ -288,9 +470,9 @@ class VisitorTracker:
             connection_rate_limit=self._connection_rate_limit,
             people_per_client=self._people_per_client if visit.client_key else 0,
             minute=minute,
-            day_expire_at=seconds(day.end_ms + BUCKET_MARGIN_MS),
-            week_expire_at=seconds(week.end_ms + BUCKET_MARGIN_MS),
-            month_expire_at=seconds(month.end_ms + BUCKET_MARGIN_MS),
+            day_bucket=bucket_descriptor(day),
+            week_bucket=bucket_descriptor(week),
+            month_bucket=bucket_descriptor(month),
             series_expire_at=seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
             history_expire_at=seconds(day.end_ms + HISTORY_MS),
             community_id=visit.community_id,
@@ -299,16 +481,25 @@ class VisitorTracker:
             window_ms=self.window_ms,
             presence_ms=self.presence_ms,
             index_refresh_ms=self._index_refresh_ms,
-            day_start_ms=day.start_ms,
+            community_version=registration.version,
+            bucket_margin_ms=BUCKET_MARGIN_MS,
             client=visit.client_key or "",
         )
         return script_keys.values(), args.values()
 
     def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
-        script_keys, args = self._record_call(visit, now_ms, pages=pages, must_be_present=must_be_present)
-        raw = self._scripts.call("record", script_keys, args)
-        self._after_record(visit, now_ms, raw[0])
-        return self._outcome(visit, now_ms, raw)
+        for _attempt in (1, 2):
+            registration = self._visit_registration(visit)
+            script_keys, args = self._record_call(
+                visit, now_ms, pages=pages, must_be_present=must_be_present, registration=registration
+            )
+            raw = self._scripts.call("record", script_keys, args)
+            if raw[0] == _OUTDATED:
+                self._outdated(visit.community_id, registration, raw[4], raw[5])
+                continue
+            self._after_record(visit, now_ms, raw[0])
+            return self._outcome(visit, now_ms, raw)
+        raise self._still_outdated(visit.community_id, registration)
 
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
         status, count, needs_index, recorded_at = raw
@@ -335,9 +526,15 @@ class VisitorTracker:
     def add_visitors(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
         """Many page views at once (imports, load tests, benchmarks' set-up): one pipeline on a
         single node. The same as calling `add_visitor` for each, in order."""
-        calls = [self._record_call(v, now_ms, pages=1, must_be_present=False) for v in visits]
+        calls = [
+            self._record_call(v, now_ms, pages=1, must_be_present=False, registration=self._visit_registration(v))
+            for v in visits
+        ]
         outcomes = []
         for visit, raw in zip(visits, self._scripts.call_many("record", calls), strict=True):
+            if raw[0] == _OUTDATED:
+                outcomes.append(self._record(visit, now_ms, pages=1, must_be_present=False))
+                continue
             self._after_record(visit, now_ms, raw[0])
             outcomes.append(self._outcome(visit, now_ms, raw))
         return outcomes
@@ -347,14 +544,23 @@ class VisitorTracker:
         """Many heartbeats at once (load tests, benchmarks): the same as `update_visitor_activity`
         for each, in one pipeline on a single node (a second one for those sent on to
         `record.lua`)."""
-        raws = self._scripts.call_many("heartbeat", [self._heartbeat_call(v, now_ms) for v in visits])
+        registrations = [self._visit_registration(v) for v in visits]
+        raws = self._scripts.call_many(
+            "heartbeat", [self._heartbeat_call(v, now_ms, r) for v, r in zip(visits, registrations, strict=True)]
+        )
         elsewhere = [i for i, raw in enumerate(raws) if raw[0] == _ELSEWHERE]
         if elsewhere:
-            calls = [self._record_call(visits[i], now_ms, pages=0, must_be_present=True) for i in elsewhere]
+            calls = [
+                self._record_call(visits[i], now_ms, pages=0, must_be_present=True, registration=registrations[i])
+                for i in elsewhere
+            ]
             for i, raw in zip(elsewhere, self._scripts.call_many("record", calls), strict=True):
                 raws[i] = raw
         outcomes = []
         for visit, raw in zip(visits, raws, strict=True):
+            if raw[0] == _OUTDATED:
+                outcomes.append(self._record(visit, now_ms, pages=0, must_be_present=True))
+                continue
             self._after_record(visit, now_ms, raw[0])
             outcomes.append(self._outcome(visit, now_ms, raw))
         return outcomes
@@ -391,10 +597,12 @@ class VisitorTracker:
         return seen is not None and now_ms - seen < self._dedup_ms
 
     @live_state_errors
-    def record_drop(self, community_id: str, reason: DropReason, now_ms: int) -> None:
+    def record_drop(
+        self, community_id: str, reason: DropReason, now_ms: int, community: Community | None = None
+    ) -> None:
         """Counts a beacon that was not counted (bot, invalid) outside the record script."""
-        day = bucket("day", now_ms)
-        key = CommunityKeys(community_id).drops(day.id)
+        day = self.calendar_of(community_id, community).bucket("day", now_ms)
+        key = CommunityKeys(community_id).drops(day.key)
         pipe = self._client.pipeline(transaction=False)
         pipe.hincrby(key, reason, 1)
         pipe.expireat(key, seconds(day.end_ms + HISTORY_MS))
@@ -436,20 +644,46 @@ class VisitorTracker:
             next_cursor=str(offset + limit) if has_more else None,
         )
 
-    def _read_state(self, community_id: str, now_ms: int, *, series_hours: int = 0) -> _State:
+    def _read_state(
+        self, community_id: str, now_ms: int, *, series_hours: int = 0, community: Community | None = None
+    ) -> _State:
         keys = CommunityKeys(community_id)
-        buckets = [bucket(period, now_ms) for period in PERIODS]
         hours = [hour_id(now_ms - i * HOUR_MS) for i in range(series_hours)]
-        raw = self._scripts.call(
-            "read_state",
-            [
-                *keys.state,
-                *(keys.peak(b) for b in buckets),
-                *(keys.unique(b) for b in buckets),
-                *(keys.series(h) for h in hours),
-            ],
-            ReadStateArgs(cutoff_ms=now_ms - self.window_ms, present_after_ms=now_ms - self.presence_ms).values(),
-        )
+        for _attempt in (1, 2):
+            registration = self.registration(community_id, community)
+            buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
+            script_keys = ReadStateKeys(
+                **keys.state_fields,
+                peak_day=keys.peak(buckets[0]),
+                peak_week=keys.peak(buckets[1]),
+                peak_month=keys.peak(buckets[2]),
+                unique_day=keys.unique(buckets[0]),
+                unique_week=keys.unique(buckets[1]),
+                unique_month=keys.unique(buckets[2]),
+                meta=keys.meta,
+                closed=keys.closed,
+            )
+            args = ReadStateArgs(
+                cutoff_ms=now_ms - self.window_ms,
+                present_after_ms=now_ms - self.presence_ms,
+                community_version=registration.version,
+                day_bucket=bucket_descriptor(buckets[0]),
+                week_bucket=bucket_descriptor(buckets[1]),
+                month_bucket=bucket_descriptor(buckets[2]),
+                window_ms=self.window_ms,
+                bucket_margin_ms=BUCKET_MARGIN_MS,
+            )
+            raw = self._scripts.call(
+                "read_state", [*script_keys.values(), *(keys.series(h) for h in hours)], args.values()
+            )
+            if raw[0] is None:
+                self._outdated(community_id, registration, raw[1], raw[2])
+                continue
+            return self._state(raw, buckets)
+        raise self._still_outdated(community_id, registration)
+
+    @staticmethod
+    def _state(raw: list[Any], buckets: list[Bucket]) -> _State:
         total, (auth, anon, cross), divisions, pairs, *peak_fields = raw[:7]
         daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:]
         return _State(
@@ -460,23 +694,26 @@ class VisitorTracker:
             divisions=_pairs(divisions),
             pairs=_pairs(pairs),
             peaks=[
-                Peak(
-                    period=b.period,
-                    bucket=b.id,
-                    count=_int(count),
-                    reached_at=iso(int(at)) if at is not None else None,
-                )
+                Peak.at(b, _int(count), iso(int(at)) if at is not None else None)
                 for b, (count, at) in zip(buckets, peak_fields, strict=True)
             ],
-            unique=UniqueVisitors(daily=daily_unique, weekly=weekly_unique, monthly=monthly_unique),
+            unique=UniqueVisitors(
+                daily=daily_unique,
+                weekly=weekly_unique,
+                monthly=monthly_unique,
+                buckets=[CalendarBucket.of(b) for b in buckets],
+            ),
             series={int(m): int(n) for flat in series for m, n in _pairs(flat)},
             present=present,
             connections=connections,
         )
 
+    # Each aggregate read takes the caller's `community` when it has one (a function that read the
+    # directory): its calendar and version are checked against Redis's (`CommunityOutdated`).
+
     @live_state_errors
-    def get_visitor_stats(self, community_id: str, now_ms: int) -> VisitorStats:
-        return self._read_state(community_id, now_ms).stats()
+    def get_visitor_stats(self, community_id: str, now_ms: int, *, community: Community | None = None) -> VisitorStats:
+        return self._read_state(community_id, now_ms, community=community).stats()
 
     @live_state_errors
     def get_authenticated_visitor_count(self, community_id: str, now_ms: int) -> int:
@@ -487,32 +724,40 @@ class VisitorTracker:
         return self._read_state(community_id, now_ms).anonymous
 
     @live_state_errors
-    def get_division_breakdown(self, community_id: str, now_ms: int) -> list[DivisionCount]:
+    def get_division_breakdown(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> list[DivisionCount]:
         """Live visitors per home division, largest first; `division_id` None is "unknown"."""
-        return self._read_state(community_id, now_ms).division_breakdown()
+        return self._read_state(community_id, now_ms, community=community).division_breakdown()
 
     @live_state_errors
-    def get_cross_division_stats(self, community_id: str, now_ms: int) -> CrossDivisionStats:
-        return self._read_state(community_id, now_ms).cross_division()
+    def get_cross_division_stats(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> CrossDivisionStats:
+        return self._read_state(community_id, now_ms, community=community).cross_division()
 
     @live_state_errors
-    def get_peak_counts(self, community_id: str, now_ms: int) -> PeakCounts:
-        return self._read_state(community_id, now_ms).peak_counts()
+    def get_peak_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> PeakCounts:
+        return self._read_state(community_id, now_ms, community=community).peak_counts()
 
     @live_state_errors
-    def get_peaks(self, community_id: str, now_ms: int) -> list[Peak]:
+    def get_peaks(self, community_id: str, now_ms: int, *, community: Community | None = None) -> list[Peak]:
         """Peaks of the current day, ISO week and month, with the time each was reached."""
-        return self._read_state(community_id, now_ms).peaks
+        return self._read_state(community_id, now_ms, community=community).peaks
 
     @live_state_errors
-    def get_unique_visitors(self, community_id: str, now_ms: int) -> UniqueVisitors:
-        return self._read_state(community_id, now_ms).unique
+    def get_unique_visitors(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> UniqueVisitors:
+        return self._read_state(community_id, now_ms, community=community).unique
 
     @live_state_errors
-    def get_summary(self, community_id: str, now_ms: int, *, timeline_minutes: int = 60) -> Summary:
+    def get_summary(
+        self, community_id: str, now_ms: int, *, timeline_minutes: int = 60, community: Community | None = None
+    ) -> Summary:
         """Everything a dashboard needs, from one script call."""
         hours = (timeline_minutes + 59) // 60 + 1
-        state = self._read_state(community_id, now_ms, series_hours=hours)
+        state = self._read_state(community_id, now_ms, series_hours=hours, community=community)
         return Summary(
             community_id=community_id,
             stats=state.stats(),
@@ -537,17 +782,44 @@ class VisitorTracker:
         return _timeline(series, now_ms, minutes)
 
     @live_state_errors
-    def get_cross_division_history(self, community_id: str, day_id: str) -> list[CrossDivisionPair]:
-        """Cumulative page views per cross-division pair on one day (kept 35 days)."""
-        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).pair_history(day_id)))
-        pairs = [(pair, int(n)) for pair, n in counts.items()]
-        return pair_breakdown(pairs)
+    def get_cross_division_history(
+        self, community_id: str, day_id: str, *, community: Community | None = None
+    ) -> tuple[list[CalendarBucket], list[CrossDivisionPair]]:
+        """Cumulative page views per cross-division pair on one day of the community's calendar
+        (kept 35 days): the day's buckets (two where a change of zone split it) and their sum."""
+        days = self.calendar_of(community_id, community).days_labelled(day_id)
+        keys = CommunityKeys(community_id)
+        pipe = self._client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(keys.pair_history(day.key))
+        totals: dict[str, int] = {}
+        for counts in cast(list[dict[str, str]], pipe.execute() if days else []):
+            for pair, n in counts.items():
+                totals[pair] = totals.get(pair, 0) + int(n)
+        return [CalendarBucket.of(day) for day in days], pair_breakdown(list(totals.items()))
 
     @live_state_errors
-    def get_drop_counts(self, community_id: str, now_ms: int) -> DropCounts:
-        day = bucket("day", now_ms)
-        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).drops(day.id)))
-        return DropCounts(day=day.id, **{r: int(counts[r]) for r in DROP_REASONS if r in counts})
+    def get_drop_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> DropCounts:
+        day = self.calendar_of(community_id, community).bucket("day", now_ms)
+        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).drops(day.key)))
+        return DropCounts(
+            day=day.id,
+            time_zone=day.zone,
+            start=iso(day.start_ms),
+            end=iso(day.end_ms),
+            **{r: int(counts[r]) for r in DROP_REASONS if r in counts},
+        )
+
+    @live_state_errors
+    def get_closed_peaks(self, community_id: str, buckets: Sequence[Bucket]) -> list[Peak | None]:
+        """The figures Redis still keeps of closed buckets (for two days after each): the history
+        of the buckets cleanup has not written yet."""
+        keys = CommunityKeys(community_id)
+        figures = bucket_figures(self._client, [(keys.peak(found), keys.unique(found)) for found in buckets])
+        return [
+            Peak.at(found, count, iso(at), unique) if count is not None and at else None
+            for found, (count, at, unique) in zip(buckets, figures, strict=True)
+        ]
 
 
 class ClusterVisitorTracker(VisitorTracker):
@@ -582,7 +854,7 @@ def _timeline(series: dict[int, int], now_ms: int, minutes: int) -> list[Timelin
     ]
 
 
-def tracker_for(client: RedisClient, **options: int) -> VisitorTracker:
+def tracker_for(client: RedisClient, **options: Any) -> VisitorTracker:
     """The tracker that fits the client: chosen once, here."""
     kind = VisitorTracker if isinstance(client, Redis) else ClusterVisitorTracker
     return kind(client, **options)
@@ -603,4 +875,5 @@ def get_tracker() -> VisitorTracker:
         leave_grace_seconds=settings.leave_grace_seconds,
         index_refresh_seconds=settings.index_refresh_seconds,
         index_shards=settings.index_shards,
+        default_time_zone=settings.default_time_zone,
     )

@@ -26,8 +26,10 @@ from redis.exceptions import NoScriptError
 RedisClient = Redis | RedisCluster
 Arg = str | int | float
 
-# Scripts that work on one community start with the shared prelude (its keys and helpers).
-COMMUNITY_SCRIPTS = ("record", "heartbeat", "remove", "prune", "read_state", "list_visitors")
+# Scripts that work on one community start with the shared prelude (its keys and helpers); those
+# that keep calendar figures also with the calendar's (`lua/calendar.lua`).
+COMMUNITY_SCRIPTS = ("record", "heartbeat", "remove", "prune", "read_state", "list_visitors", "install", "rolled")
+CALENDAR_SCRIPTS = ("record", "prune", "read_state", "install")
 INDEX_SCRIPTS = ("claim_due",)
 
 
@@ -86,6 +88,8 @@ class RecordKeys(CommunityState):
     events: str
     client_rates: str
     client_people: str
+    meta: str
+    closed: str
     user_communities: str | None = None  # single node only: a cluster keeps it in another slot
 
 
@@ -111,9 +115,9 @@ class RecordArgs(Contract):
     connection_rate_limit: int  # beacons per connection per minute (counted in its entry), 0 off
     people_per_client: int  # new anonymous people one client may make per window, 0 off
     minute: int
-    day_expire_at: int
-    week_expire_at: int
-    month_expire_at: int
+    day_bucket: str  # the beacon's day, "key|start_ms|end_ms" in the community's calendar
+    week_bucket: str
+    month_bucket: str
     series_expire_at: int
     history_expire_at: int
     community_id: str
@@ -122,25 +126,19 @@ class RecordArgs(Contract):
     window_ms: int
     presence_ms: int
     index_refresh_ms: int
-    day_start_ms: int  # today's first ms: a person heard since was counted in today's buckets
+    community_version: str  # the registration the buckets come from; '' none known (tools, tests)
+    bucket_margin_ms: int  # calendar keys outlive their bucket by this
     client: str  # the client's key, its field in the minute's rate counters ('' none)
 
 
 @dataclass(frozen=True, slots=True)
-class HeartbeatKeys(Contract):
-    """A heartbeat of a live connection (the state, this hour's series); anything else it sends
-    back to `record`."""
+class HeartbeatKeys(CommunityState):
+    """A heartbeat of a live connection (the state, this hour's series, the registration and open
+    buckets to check); anything else it sends back to `record`."""
 
     script: ClassVar[str] = "heartbeat"
-    live: str
-    visitors: str
-    counts: str
-    divisions: str
-    pairs: str
-    conns: str
-    conn_people: str
-    present: str
     series: str
+    meta: str
     user_communities: str | None = None  # single node only, as for `record`
 
 
@@ -161,7 +159,10 @@ class HeartbeatArgs(Contract):
     community_id: str
     user_set_ttl_ms: int
     index_refresh_ms: int
-    day_start_ms: int
+    community_version: str  # as for `record`: a heartbeat of another registration is record's
+    day_bucket: str  # the open buckets the caller expects, as for `record`: any other is record's
+    week_bucket: str
+    month_bucket: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +182,14 @@ class RemoveArgs(Contract):
 class PruneKeys(CommunityState):
     script: ClassVar[str] = "prune"
     series: str
-    closed_peak_yesterday: str
-    closed_peak_day_before: str
-    closed_peak_last_week: str
-    closed_peak_last_month: str
+    meta: str
+    closed: str
     peak_day: str
     peak_week: str
     peak_month: str
+    unique_day: str
+    unique_week: str
+    unique_month: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +198,103 @@ class PruneArgs(Contract):
     cutoff_ms: int
     minute: int
     series_expire_at: int
+    community_version: str
+    day_bucket: str
+    week_bucket: str
+    month_bucket: str
+    window_ms: int
+    bucket_margin_ms: int
+    checkpoint_before_ms: int  # a checkpoint taken before this is due, if a figure changed since; -1 never
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStateKeys(Contract):
+    """KEYS of read_state: the state, the open buckets' keys, then any number of series hours."""
+
+    script: ClassVar[str] = "read_state"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    conns: str
+    conn_people: str
+    present: str
+    peak_day: str
+    peak_week: str
+    peak_month: str
+    unique_day: str
+    unique_week: str
+    unique_month: str
+    meta: str
+    closed: str
 
 
 @dataclass(frozen=True, slots=True)
 class ReadStateArgs(Contract):
-    """KEYS of read_state: the state, peaks and unique sketches of day/week/month, then any
-    number of series hours."""
-
     script: ClassVar[str] = "read_state"
     cutoff_ms: int
     present_after_ms: int
+    community_version: str
+    day_bucket: str
+    week_bucket: str
+    month_bucket: str
+    window_ms: int
+    bucket_margin_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstallKeys(Contract):
+    """KEYS of install: the state, then, per checkpoint bucket, its peak and unique-visitor keys."""
+
+    script: ClassVar[str] = "install"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    conns: str
+    conn_people: str
+    present: str
+    meta: str
+    restore: str  # where a checkpointed sketch is put, merged from and deleted, in the script
+
+
+@dataclass(frozen=True, slots=True)
+class InstallArgs(Contract):
+    """ARGV of install, then per checkpoint bucket: period, "key|start|end", count, at, sketch."""
+
+    script: ClassVar[str] = "install"
+    version: int
+    division: str
+    calendar: str
+    cutoff_ms: int
+    bucket_margin_ms: int
+    force: int  # 1: replace even a newer registration (the directory was reset)
+
+
+@dataclass(frozen=True, slots=True)
+class RolledKeys(Contract):
+    script: ClassVar[str] = "rolled"
+    live: str
+    visitors: str
+    counts: str
+    divisions: str
+    pairs: str
+    conns: str
+    conn_people: str
+    present: str
+    closed: str
+    peak: str
+    unique: str
+
+
+@dataclass(frozen=True, slots=True)
+class RolledArgs(Contract):
+    script: ClassVar[str] = "rolled"
+    member: str  # "period|key|start|end" in CLOSED
+    count: int  # what was written to DynamoDB
+    unique_visitors: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,13 +319,24 @@ class ClaimDueArgs(Contract):
     due_ms: int
 
 
-KEY_CONTRACTS: tuple[type[Contract], ...] = (CommunityState, RecordKeys, HeartbeatKeys, PruneKeys, ClaimDueKeys)
+KEY_CONTRACTS: tuple[type[Contract], ...] = (
+    CommunityState,
+    RecordKeys,
+    HeartbeatKeys,
+    PruneKeys,
+    ReadStateKeys,
+    InstallKeys,
+    RolledKeys,
+    ClaimDueKeys,
+)
 ARG_CONTRACTS: tuple[type[Contract], ...] = (
     RecordArgs,
     HeartbeatArgs,
     RemoveArgs,
     PruneArgs,
     ReadStateArgs,
+    InstallArgs,
+    RolledArgs,
     ListVisitorsArgs,
     ClaimDueArgs,
 )
@@ -248,8 +348,12 @@ def read_script(name: str) -> str:
 
 @cache
 def script_source(name: str) -> str:
-    body = read_script(name)
-    return read_script("community") + "\n" + body if name in COMMUNITY_SCRIPTS else body
+    parts = [read_script(name)]
+    if name in CALENDAR_SCRIPTS:
+        parts.insert(0, read_script("calendar"))
+    if name in COMMUNITY_SCRIPTS:
+        parts.insert(0, read_script("community"))
+    return "\n".join(parts)
 
 
 class LuaScripts:

@@ -12,18 +12,21 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from cleanup.handler import lambda_handler
+from cleanup.handler import lambda_handler, run_pass
 from community_tracker.aws.stores import get_stores
 from community_tracker.cleanup import CleanupReport, run_cleanup_pass
+from community_tracker.communities import register_community
 from community_tracker.factories import reset_factories
-from community_tracker.models import Peak
+from community_tracker.models import Community, Peak
 from community_tracker.redis.cleanup_index import CleanupIndex, get_cleanup_index
 from community_tracker.redis.keys import CommunityKeys, index_key, index_shard
 from community_tracker.redis.live_state import VisitorTracker, get_tracker, tracker_for
-from community_tracker.timeutil import DAY_MS, iso
-from infra.redis_servers import RedisProcess
-from tests.builders import MINUTE, T0, anonymous, user, visit
-from tests.helpers import LambdaContext, load_event
+from community_tracker.settings import get_settings
+from community_tracker.timeutil import DAY_MS, UTC_CALENDAR, iso
+from infra.redis_servers import RedisProcess, start_redis
+from infra.tokens import mint_token
+from tests.builders import MINUTE, SECOND, T0, anonymous, user, visit
+from tests.helpers import LambdaContext, beacon, load_event
 
 WINDOW = 5 * MINUTE
 EVENT_TIME = T0 + 10 * MINUTE  # the sample event's `time`
@@ -94,7 +97,7 @@ def test_emptied_community_waits_for_its_rollups_then_leaves_the_index(cleanup_e
     next_day = midnight + MINUTE
     run_cleanup_pass(get_cleanup_index(), peaks, now_ms=next_day, time_left_ms=deadline(60_000))
     run_cleanup_pass(get_cleanup_index(), peaks, now_ms=next_day + MINUTE, time_left_ms=deadline(60_000))
-    assert peaks.writes == [("quiet", Peak(period="day", bucket="2031-03-05", count=2, reached_at=iso(T0 + 1)))]
+    assert peaks.writes == [("quiet", Peak.at(UTC_CALENDAR.bucket("day", T0), 2, iso(T0 + 1), 2))]
     assert cleanup_env.zscore(shard_key, "quiet") is not None
 
     # A new visit makes it due at once again
@@ -111,16 +114,44 @@ def test_rollups_reach_dynamodb_once(cleanup_env: Redis) -> None:
         run_cleanup_pass(get_cleanup_index(), get_stores().peaks, now_ms=next_day, time_left_ms=deadline(60_000))
 
     history = get_stores().peaks.rollups("rolled", "day", limit=10)
-    assert history == [Peak(period="day", bucket="2031-03-05", count=1, reached_at=iso(T0))]
-    assert cleanup_env.hget(CommunityKeys("rolled").peak_key("day", "2031-03-05"), "rolled") == "1"
+    assert history == [Peak.at(UTC_CALENDAR.bucket("day", T0), 1, iso(T0), 1)]
+    assert cleanup_env.hget(CommunityKeys("rolled").peak_key("day", "2031-03-05@UTC"), "rolled") == "1"
+    assert cleanup_env.zcard(CommunityKeys("rolled").closed) == 0
+
+
+def test_a_late_beacon_in_a_rolled_up_day_is_rolled_up_again(cleanup_env: Redis) -> None:
+    tracker = get_tracker()
+    day = UTC_CALENDAR.bucket("day", T0)
+    tracker.add_visitor(visit("late", anonymous("a")), day.end_ms - 2 * MINUTE)
+    after_midnight = day.end_ms + MINUTE
+    run_cleanup_pass(get_cleanup_index(), get_stores().peaks, now_ms=after_midnight, time_left_ms=deadline(60_000))
+    assert [p.count for p in get_stores().peaks.rollups("late", "day", limit=5)] == [1]
+
+    # A beacon stamped in the last second of that day arrives after its rollup: "a" still live
+    tracker.add_visitor(visit("late", anonymous("b")), day.end_ms - SECOND)
+    run_cleanup_pass(
+        get_cleanup_index(), get_stores().peaks, now_ms=after_midnight + MINUTE, time_left_ms=deadline(60_000)
+    )
+
+    [rolled] = get_stores().peaks.rollups("late", "day", limit=5)
+    assert (rolled.bucket, rolled.count, rolled.reached_at, rolled.unique_visitors) == (
+        "2031-03-05",
+        2,
+        iso(day.end_ms - SECOND),
+        2,
+    )
+    assert cleanup_env.zcard(CommunityKeys("late").closed) == 0
 
 
 def test_a_rollup_never_lowers_a_stored_peak(cleanup_env: Redis) -> None:
     store = get_stores().peaks
-    store.put_rollup("c1", Peak(period="week", bucket="2031-W10", count=7, reached_at=iso(T0)))
-    store.put_rollup("c1", Peak(period="week", bucket="2031-W10", count=3, reached_at=iso(T0 + 1)))
+    week = UTC_CALENDAR.bucket("week", T0)
+    store.put_rollup("c1", Peak.at(week, 7, iso(T0), 5))
+    store.put_rollup("c1", Peak.at(week, 3, iso(T0 + 1), 9))
 
-    assert [p.count for p in store.rollups("c1", "week", limit=5)] == [7]
+    assert [(p.count, p.reached_at, p.unique_visitors) for p in store.rollups("c1", "week", limit=5)] == [
+        (7, iso(T0), 9)
+    ]
 
 
 def test_a_pass_cut_short_by_the_deadline_is_finished_by_the_next(cleanup_env: Redis) -> None:
@@ -228,3 +259,61 @@ def test_metrics_are_emitted(cleanup_env: Redis, capsys: pytest.CaptureFixture[s
         for metric in directive["Metrics"]
     }
     assert {"StaleVisitorsRemoved", "CommunitiesScanned", "Duration"} <= emitted
+
+
+def test_a_restarted_redis_resumes_the_open_peaks_and_unique_visitors_from_the_checkpoint(
+    cleanup_env: Redis, own_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VT_CHECKPOINT_SECONDS", "300")
+    reset_factories()
+    community = register_community(
+        "resumed",
+        slug="resumed",
+        name="Resumed",
+        division_id="quebec",
+        time_zone="America/Toronto",
+        directory=get_stores().communities,
+        live=get_tracker(),
+        now_ms=T0,
+    )
+    url = {"url": "https://platform.example/c/resumed/"}
+    for i in range(5):
+        assert beacon(community.community_id, url, headers=bearer(f"u{i}"), now_ms=T0 + i).status == 200
+    assert run_pass(T0 + 2 * MINUTE, deadline(60_000)).checkpoints_written == 1
+    before = stats_of(community, T0 + 3 * MINUTE)
+
+    # Redis restarts empty (no persistence): live state, peaks and sketches are gone
+    own_redis.process.kill()
+    own_redis.process.wait()
+    restarted = start_redis(own_redis.directory, port=own_redis.port)
+    try:
+        reset_factories()  # the functions' connections, and what they kept, start over
+        assert beacon(community.community_id, url, headers=bearer("newcomer"), now_ms=T0 + 4 * MINUTE).status == 200
+        after = stats_of(community, T0 + 4 * MINUTE + SECOND)
+    finally:
+        restarted.stop()
+
+    assert (before["daily"], before["unique_daily"]) == (5, 5)
+    # The open day, week and month resume from the checkpoint: the peak is kept, the newcomer adds
+    assert (after["daily"], after["weekly"], after["monthly"]) == (5, 5, 5)
+    assert (after["unique_daily"], after["unique_weekly"], after["unique_monthly"]) == (6, 6, 6)
+    assert after["live"] == 1
+    assert after["time_zone"] == "America/Toronto"
+
+
+def stats_of(community: Community, now_ms: int) -> dict[str, Any]:
+    summary = get_tracker().get_summary(community.community_id, now_ms, community=community)
+    return {
+        "daily": summary.peaks.daily,
+        "weekly": summary.peaks.weekly,
+        "monthly": summary.peaks.monthly,
+        "unique_daily": summary.unique_visitors.daily,
+        "unique_weekly": summary.unique_visitors.weekly,
+        "unique_monthly": summary.unique_visitors.monthly,
+        "live": summary.stats.total_visitors,
+        "time_zone": summary.peak_details[0].time_zone,
+    }
+
+
+def bearer(user_id: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {mint_token(get_settings(), user_id, division_id='laval')}"}

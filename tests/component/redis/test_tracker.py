@@ -18,6 +18,8 @@ from community_tracker.timeutil import iso, to_ms
 from infra.redis_servers import RedisProcess
 from tests.builders import MINUTE, SECOND, T0, anonymous, browser_of, user, visit
 
+HOUR = 60 * MINUTE
+
 WINDOW = 5 * MINUTE
 
 
@@ -302,19 +304,20 @@ def test_per_connection_limit_counts_in_the_connection_entry(
 
 
 def test_a_heartbeat_is_counted_in_a_new_day_once(tracker: VisitorTracker, community_id: str) -> None:
-    """A person live across midnight is in the new day's peak and unique visitors from their
-    first heartbeat of the day; their next heartbeats leave the calendar keys as they are."""
+    """A person live across midnight is in the new day's peak and unique visitors from its first
+    beacon, a heartbeat (the day opens with everyone live at its start); their next heartbeats,
+    on the heartbeat script's path, leave the calendar keys as they are."""
     midnight = to_ms(datetime(2031, 3, 6, tzinfo=UTC))
     tracker.add_visitor(visit(community_id, user("owl")), midnight - MINUTE)
     tracker.add_visitor(visit(community_id, user("lark")), midnight - MINUTE)
     tracker.remove_visitor(community_id, browser_of(user("lark")), midnight - 30 * SECOND)
 
     tracker.update_visitor_activity(visit(community_id, user("owl")), midnight + SECOND)
-    peak_key = CommunityKeys(community_id).peak_key("day", "2031-03-06")
+    peak_key = CommunityKeys(community_id).peak_key("day", "2031-03-06@UTC")
     first = tracker.client.hgetall(peak_key)
     tracker.update_visitor_activity(visit(community_id, user("owl")), midnight + 30 * SECOND)
 
-    assert first == {"count": "1", "at": str(midnight + SECOND)}
+    assert first == {"count": "1", "at": str(midnight)}
     assert tracker.client.hgetall(peak_key) == first
     assert tracker.get_unique_visitors(community_id, midnight + MINUTE).daily == 1
     assert tracker.get_peak_counts(community_id, midnight + MINUTE).daily == 1
@@ -403,7 +406,12 @@ def test_unique_visitors_per_bucket(tracker: VisitorTracker, community_id: str) 
 
     unique = tracker.get_unique_visitors(community_id, T0 + 100)
 
-    assert unique.model_dump() == {"daily": 10, "weekly": 10, "monthly": 10}
+    assert (unique.daily, unique.weekly, unique.monthly) == (10, 10, 10)
+    assert [(b.period, b.bucket, b.time_zone) for b in unique.buckets] == [
+        ("day", "2031-03-05", "UTC"),
+        ("week", "2031-W10", "UTC"),
+        ("month", "2031-03", "UTC"),
+    ]
 
 
 def test_timeline_keeps_the_highest_count_of_each_minute(tracker: VisitorTracker, community_id: str) -> None:
@@ -429,8 +437,9 @@ def test_cross_division_history_counts_page_views_per_day(tracker: VisitorTracke
     tracker.update_visitor_activity(visit(community_id, user("u1", "laval")), T0 + 10)
     tracker.add_visitor(visit(community_id, user("u2", "montreal")), T0 + 11)
 
-    history = tracker.get_cross_division_history(community_id, "2031-03-05")
+    days, history = tracker.get_cross_division_history(community_id, "2031-03-05")
 
+    assert [(d.bucket, d.start, d.end) for d in days] == [("2031-03-05", iso(T0 - 12 * HOUR), iso(T0 + 12 * HOUR))]
     assert history == [
         CrossDivisionPair(from_division="laval", to_division="quebec", count=3),
         CrossDivisionPair(from_division="montreal", to_division="quebec", count=1),
@@ -532,10 +541,9 @@ def test_every_key_but_the_live_state_expires(tracker: VisitorTracker, community
     tracker.record_drop(community_id, "bot", next_day + 2 * SECOND)
 
     keys = CommunityKeys(community_id)
-    live_state = set(keys.state)
     client = tracker.client
     found = [k for node_keys in _keys_of(client, f"{keys.tag}*") for k in node_keys]
-    assert len(found) > len(live_state)
+    assert len([k for k in found if not keys.is_live_state(k)]) > 0
     without_expiry = [k for k in found if not keys.is_live_state(k) and client.ttl(k) < 0]
     assert without_expiry == []
 
@@ -544,3 +552,29 @@ def _keys_of(client: Redis | RedisCluster, pattern: str) -> list[list[str]]:
     if isinstance(client, RedisCluster):
         return [list(client.scan_iter(match=pattern, target_nodes=RedisCluster.ALL_NODES))]
     return [list(client.scan_iter(match=pattern))]
+
+
+def test_a_live_connection_s_heartbeat_costs_the_heartbeat_script_only(
+    tracker: VisitorTracker, community_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cheap path is taken: a heartbeat inside open buckets runs heartbeat.lua alone; the first
+    one after midnight (a day to open) goes on to record.lua, and the next is cheap again."""
+    scripts = tracker._scripts
+    called: list[str] = []
+    call = scripts.call
+
+    def spy(name: str, keys: list[str], args: list[str | int | float]) -> object:
+        called.append(name)
+        return call(name, keys, args)
+
+    monkeypatch.setattr(scripts, "call", spy)
+    midnight = to_ms(datetime(2031, 3, 6, tzinfo=UTC))
+    owl = user(f"cheap-{community_id}")
+    tracker.add_visitor(visit(community_id, owl), midnight - 2 * MINUTE)
+    steps = []
+    for at in (midnight - MINUTE, midnight + SECOND, midnight + MINUTE):
+        called.clear()
+        assert tracker.update_visitor_activity(visit(community_id, owl), at).status == "counted"
+        steps.append([name for name in called if name in ("heartbeat", "record")])
+
+    assert steps == [["heartbeat"], ["heartbeat", "record"], ["heartbeat"]]

@@ -1,25 +1,35 @@
 """Property-based: random page views, heartbeats and leaves of people from several tabs (so logins,
 logouts and tabs moving between people), midnights, cleanups and clock moves, checked after every
-step against a plain-Python model of people and connections (README, "Presence")."""
+step against a plain-Python model of people and connections (README, "Presence"), and of the
+community's calendar in its own time zone (README, "Calendar buckets"): each run's community lives
+in one of several zones, and its clock starts just before a local midnight that ends a 23- or
+25-hour day, a week, a month or a year, so runs cross them. The model finds its buckets' bounds
+itself, by bisecting the instants whose local date (zoneinfo) changes."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from redis.cluster import RedisCluster
 
-from community_tracker.models import VisitorIdentity, percentage
+from community_tracker.models import Community, Visit, VisitorIdentity, percentage
 from community_tracker.redis.cleanup_index import CleanupIndex
+from community_tracker.redis.keys import CommunityKeys
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
 from community_tracker.redis.scripts import RedisClient
-from community_tracker.timeutil import PERIODS, bucket, iso
+from community_tracker.timeutil import PERIODS, Period, iso
 from tests.builders import MINUTE, SECOND, T0, anonymous, browser_of, tab, user, visit
 
 WINDOW_MS = 5 * MINUTE
-COMMUNITY_DIVISION = "quebec"
+COMMUNITY_DIVISION = "quebec"  # where a run's community starts; an admin may move it
+DIVISIONS = ["quebec", "montreal", "laval", None]
 # bob appears twice: his token's division can change between two beacons
 USERS = [
     user("alice", "quebec"),
@@ -35,6 +45,43 @@ GRACE_MS = 15 * SECOND
 PRESENCE_MS = 65 * SECOND
 DEDUP_MS = 60 * MINUTE  # an event id is remembered this long, by the tracker's clock
 EVENT_IDS = [f"evt-{i:04d}-model" for i in range(6)]
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+# Local dates whose midnight a run starts just before: the day each zone moves its clocks (and the
+# day after), a Sunday (ISO week end), a month end and a year end.
+ZONE_DATES = {
+    "UTC": [date(2031, 3, 9), date(2031, 3, 31), date(2031, 12, 31)],
+    "America/Montreal": [date(2031, 3, 8), date(2031, 3, 9), date(2031, 11, 1), date(2031, 11, 2), date(2031, 3, 31)],
+    "Asia/Kolkata": [date(2031, 3, 9), date(2031, 3, 31), date(2031, 12, 31)],
+    "Pacific/Chatham": [date(2031, 9, 27), date(2031, 9, 28), date(2031, 4, 5), date(2031, 4, 6), date(2031, 8, 31)],
+}
+
+
+def local_date(ms: int, zone: str) -> date:
+    return datetime.fromtimestamp(ms // 1000, tz=ZoneInfo(zone)).date()
+
+
+def label_of(period: Period, ms: int, zone: str) -> str:
+    day = local_date(ms, zone)
+    if period == "day":
+        return day.isoformat()
+    if period == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day.year}-{day.month:02d}"
+
+
+def start_of(period: Period, ms: int, zone: str) -> int:
+    """The first instant (to the millisecond) with the label `ms` has: found by bisection."""
+    wanted = label_of(period, ms, zone)
+    low, high = ms - 40 * DAY, ms  # low has another label, high this one
+    while high - low > 1:
+        middle = (low + high) // 2
+        if label_of(period, middle, zone) == wanted:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 @dataclass
@@ -58,12 +105,34 @@ class ReferenceModel:
     until WINDOW after it was last heard, or GRACE after it left; a person is live while any of
     their connections is; present while one was heard within PRESENCE (or left within GRACE)."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: str = "UTC") -> None:
+        self.zone = zone
         self.people: dict[str, ModelPerson] = {}
         self.conns: dict[str, ModelConnection] = {}
         self.peaks: dict[tuple[str, str], int] = {}
-        self.seen_events: dict[str, int] = {}
-        self.left_to_cleanup = 0  # event id -> when first seen, for DEDUP_MS
+        self.seen_events: dict[str, int] = {}  # event id -> when first seen, for DEDUP_MS
+        self.left_to_cleanup = 0
+        self.uniques: dict[tuple[str, str], set[str]] = {}
+        self.open: dict[Period, str] = {}
+
+    def open_buckets(self, now: int) -> None:
+        """What every beacon, aggregate read and cleanup does first (README, "Calendar buckets"):
+        a bucket that started since the last one opened begins with everyone live at its start,
+        as its first peak and its first unique visitors."""
+        for period in PERIODS:
+            label = label_of(period, now, self.zone)
+            if self.open.get(period) == label:
+                continue
+            self.open[period] = label
+            start = start_of(period, now, self.zone)
+            live_then = [
+                key for key, p in self.people.items() if any(self.alive(self.conns[k], start) for k in p.conns)
+            ]
+            self.peaks[(period, label)] = max(self.peaks.get((period, label), 0), len(live_then))
+            self.uniques.setdefault((period, label), set()).update(live_then)
+
+    def current(self, period: Period, now: int) -> tuple[str, str]:
+        return (period, label_of(period, now, self.zone))
 
     def alive(self, conn: ModelConnection, now: int) -> bool:
         return now - conn.at < WINDOW_MS if conn.open else now < conn.at + GRACE_MS
@@ -96,6 +165,7 @@ class ReferenceModel:
         event_id: str | None = None,
         alt_key: str | None = None,
     ) -> str:
+        self.open_buckets(now)
         self.prune(now)
         if event_id is not None:
             if event_id in self.seen_events and now - self.seen_events[event_id] < DEDUP_MS:
@@ -128,8 +198,10 @@ class ReferenceModel:
         self.conns[connection] = ModelConnection(key, now, open=True)
         count = len(self.people)
         for period in PERIODS:
-            bucket_key = (period, bucket(period, now).id)
+            bucket_key = self.current(period, now)
             self.peaks[bucket_key] = max(self.peaks.get(bucket_key, 0), count)
+            if existing is None:  # the beacon that makes a person makes them a unique visitor
+                self.uniques.setdefault(bucket_key, set()).add(key)
         return "counted"
 
     def leave(self, connection: str, now: int) -> None:
@@ -143,6 +215,7 @@ class ReferenceModel:
 
 
 class TrackerMachine(RuleBasedStateMachine):
+    client: RedisClient
     tracker: VisitorTracker
 
     def __init__(self) -> None:
@@ -150,6 +223,53 @@ class TrackerMachine(RuleBasedStateMachine):
         self.community_id = f"model-{uuid.uuid4().hex[:12]}"
         self.now = T0
         self.model = ReferenceModel()
+
+    @initialize(
+        place=st.sampled_from([(zone, day) for zone, days in ZONE_DATES.items() for day in days]),
+        before=st.sampled_from([1, SECOND, 30 * SECOND, 4 * MINUTE, WINDOW_MS, 20 * MINUTE]),
+    )
+    def start_before_a_local_midnight(self, place: tuple[str, date], before: int) -> None:
+        zone, day = place
+        following = day + timedelta(days=1)
+        midnight = start_of(
+            "day",
+            int(datetime(following.year, following.month, following.day, 12, tzinfo=ZoneInfo(zone)).timestamp() * 1000),
+            zone,
+        )
+        self.now = midnight - before
+        self.model = ReferenceModel(zone)
+        self.tracker = tracker_for(
+            self.client,
+            window_seconds=WINDOW_MS // 1000,
+            dedup_seconds=DEDUP_MS // 1000,
+            presence_seconds=PRESENCE_MS // 1000,
+            leave_grace_seconds=GRACE_MS // 1000,
+            default_time_zone=zone,
+        )
+        self.community = Community(
+            community_id=self.community_id,
+            slug=self.community_id,
+            name="model",
+            division_id=COMMUNITY_DIVISION,
+            time_zone=zone,
+            version=1,
+        )
+        assert self.tracker.install_community(self.community, self.now)
+
+    def visit(self, identity: VisitorIdentity, **details: Any) -> Visit:
+        """A beacon as the beacon function makes it: by the community's registration it read."""
+        return visit(self.community_id, identity, self.community.division_id, **details).model_copy(
+            update={"community_version": self.community.version, "calendar": self.community.calendar()}
+        )
+
+    @rule(division=st.sampled_from(DIVISIONS))
+    def move_division(self, division: str | None) -> None:
+        """An admin moves the community: everyone live counts against the new division at once."""
+        self.community = self.community.model_copy(
+            update={"division_id": division, "version": self.community.version + 1}
+        )
+        assert self.tracker.install_community(self.community, self.now)
+        self.model.prune(self.now)
 
     @rule(
         identity=st.sampled_from(USERS + BROWSERS),
@@ -162,15 +282,7 @@ class TrackerMachine(RuleBasedStateMachine):
     ) -> None:
         alt_key = alt.key if alt is not None and not identity.is_authenticated else None
         outcome = self.tracker.add_visitor(
-            visit(
-                self.community_id,
-                identity,
-                COMMUNITY_DIVISION,
-                event_id=event_id,
-                connection=connection,
-                alt_key=alt_key,
-            ),
-            self.now,
+            self.visit(identity, event_id=event_id, connection=connection, alt_key=alt_key), self.now
         )
         expected = self.model.record(
             identity, connection, self.now, pages=1, must_be_present=False, event_id=event_id, alt_key=alt_key
@@ -181,7 +293,7 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule(identity=st.sampled_from(USERS + BROWSERS), connection=st.sampled_from(TABS), increment=st.booleans())
     def heartbeat(self, identity: VisitorIdentity, connection: str, increment: bool) -> None:
         outcome = self.tracker.update_visitor_activity(
-            visit(self.community_id, identity, COMMUNITY_DIVISION, connection=connection),
+            self.visit(identity, connection=connection),
             self.now,
             increment_pages=increment,
         )
@@ -198,10 +310,20 @@ class TrackerMachine(RuleBasedStateMachine):
     @rule()
     def cleanup(self) -> None:
         before = len(self.model.people) + self.model.left_to_cleanup
-        result = CleanupIndex(self.tracker.client, window_seconds=WINDOW_MS // 1000).cleanup_stale_visitors(
-            self.community_id, self.now
+        index = CleanupIndex(
+            self.tracker.client,
+            window_seconds=WINDOW_MS // 1000,
+            default_time_zone=self.model.zone,
+            checkpoint_seconds=60,
         )
+        result = index.cleanup_stale_visitors(self.community_id, self.now)
+        self.model.open_buckets(self.now)
         self.model.prune(self.now)
+        # A checkpoint holds the open buckets' figures as they are
+        for saved in result.checkpoint.buckets if result.checkpoint is not None else ():
+            assert (saved.period, saved.bucket) == self.model.current(saved.period, self.now)
+            assert saved.count == self.model.peaks.get((saved.period, saved.bucket), 0)
+            assert saved.sketch is not None or not self.model.uniques.get((saved.period, saved.bucket))
         assert result.remaining == len(self.model.people)
         assert result.removed <= before
 
@@ -217,13 +339,21 @@ class TrackerMachine(RuleBasedStateMachine):
     def next_day(self) -> None:
         self.now += 24 * 60 * MINUTE
 
+    @rule(after=st.sampled_from([-1, 0, 1, SECOND]))
+    def to_the_next_local_midnight(self, after: int) -> None:
+        following = local_date(self.now, self.model.zone) + timedelta(days=1)
+        noon = datetime(following.year, following.month, following.day, 12, tzinfo=ZoneInfo(self.model.zone))
+        self.now = max(self.now, start_of("day", int(noon.timestamp() * 1000), self.model.zone) + after)
+
     @invariant()
     def aggregates_match_the_model(self) -> None:
+        self.model.open_buckets(self.now)
         self.model.prune(self.now, reading=True)
         live = list(self.model.people.values())
         total = len(live)
         authenticated = sum(1 for v in live if v.identity.is_authenticated)
-        summary = self.tracker.get_summary(self.community_id, self.now, timeline_minutes=1)
+        summary = self.tracker.get_summary(self.community_id, self.now, timeline_minutes=1, community=self.community)
+        community_division = self.community.division_id
 
         assert summary.stats.model_dump() == {
             "total_visitors": total,
@@ -239,7 +369,7 @@ class TrackerMachine(RuleBasedStateMachine):
         for v in live:
             division = v.identity.division_id
             divisions[division] = divisions.get(division, 0) + 1
-            if division is not None and division != COMMUNITY_DIVISION:
+            if division is not None and community_division is not None and division != community_division:
                 pairs[division] = pairs.get(division, 0) + 1
         assert {d.division_id: d.count for d in summary.divisions} == divisions
         cross = summary.cross_division
@@ -247,14 +377,28 @@ class TrackerMachine(RuleBasedStateMachine):
         assert cross.cross_division_visits == sum(pairs.values())
         assert cross.cross_division_percentage == percentage(sum(pairs.values()), total)
         assert [(p.from_division, p.to_division, p.count) for p in cross.breakdown] == sorted(
-            ((d, COMMUNITY_DIVISION, n) for d, n in pairs.items()), key=lambda p: (-p[2], p[0])
+            ((d, community_division, n) for d, n in pairs.items()), key=lambda p: (-p[2], p[0])
         )
-        expected_peaks = {period: self.model.peaks.get((period, bucket(period, self.now).id), 0) for period in PERIODS}
+        current = {period: self.model.current(period, self.now) for period in PERIODS}
+        expected_peaks = {period: self.model.peaks.get(current[period], 0) for period in PERIODS}
         assert summary.peaks.model_dump() == {
             "daily": expected_peaks["day"],
             "weekly": expected_peaks["week"],
             "monthly": expected_peaks["month"],
         }
+        # The peak of a bucket is never below the people live in it
+        assert min(expected_peaks.values()) >= total
+        expected_unique = {period: len(self.model.uniques.get(current[period], ())) for period in PERIODS}
+        unique = summary.unique_visitors
+        assert (unique.daily, unique.weekly, unique.monthly) == (
+            expected_unique["day"],
+            expected_unique["week"],
+            expected_unique["month"],
+        )
+        for peak in summary.peak_details:
+            assert (peak.period, peak.bucket) == current[peak.period]
+            assert peak.time_zone == self.model.zone
+            assert peak.start == iso(start_of(peak.period, self.now, self.model.zone))
 
     @invariant()
     def visitor_list_matches_the_model(self) -> None:
@@ -278,18 +422,20 @@ class TrackerMachine(RuleBasedStateMachine):
                 account.key in self.model.people
             )
 
+    def teardown(self) -> None:
+        """After a random run, every key of the community but its live state has an expiry."""
+        keys = CommunityKeys(self.community_id)
+        if isinstance(self.client, RedisCluster):
+            found = list(self.client.scan_iter(match=f"{keys.tag}*", target_nodes=RedisCluster.ALL_NODES))
+        else:
+            found = list(self.client.scan_iter(match=f"{keys.tag}*"))
+        assert [k for k in found if not keys.is_live_state(k) and self.client.ttl(k) < 0] == []
+
 
 def test_tracker_matches_the_reference_model(redis_client: RedisClient) -> None:
-    tracker = tracker_for(
-        redis_client,
-        window_seconds=WINDOW_MS // 1000,
-        dedup_seconds=DEDUP_MS // 1000,
-        presence_seconds=PRESENCE_MS // 1000,
-        leave_grace_seconds=GRACE_MS // 1000,
-    )
     # Users are shared by every run; their per-user sets are checked through is_user_visiting,
     # which reads the community itself, so runs cannot disturb each other.
-    machine = type("BoundTrackerMachine", (TrackerMachine,), {"tracker": tracker})
+    machine = type("BoundTrackerMachine", (TrackerMachine,), {"client": redis_client})
     run_state_machine_as_test(
         machine,
         settings=settings(

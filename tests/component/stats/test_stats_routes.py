@@ -12,7 +12,7 @@ from community_tracker.factories import reset_factories
 from community_tracker.models import Community, Peak, VisitEvent, VisitMetadata
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
-from community_tracker.timeutil import iso
+from community_tracker.timeutil import UTC_CALENDAR, iso
 from infra.openapi import spec_is_current
 from infra.tokens import mint_token
 from stats.handler import lambda_handler
@@ -137,6 +137,15 @@ def test_cross_division_history(busy: Community) -> None:
     assert answer.json() == {
         "community_id": busy.community_id,
         "day": "2031-03-05",
+        "buckets": [
+            {
+                "period": "day",
+                "bucket": "2031-03-05",
+                "time_zone": "UTC",
+                "start": "2031-03-05T00:00:00.000Z",
+                "end": "2031-03-06T00:00:00.000Z",
+            }
+        ],
         "breakdown": [
             {"from_division": "montreal", "to_division": "quebec", "count": 2},
             {"from_division": "laval", "to_division": "quebec", "count": 1},
@@ -146,7 +155,7 @@ def test_cross_division_history(busy: Community) -> None:
 
 def test_peaks_with_history_from_dynamodb(busy: Community) -> None:
     get_stores().peaks.put_rollup(
-        busy.community_id, Peak(period="day", bucket="2031-03-04", count=9, reached_at=iso(T0 - 86_400_000))
+        busy.community_id, Peak.at(UTC_CALENDAR.bucket("day", T0 - 86_400_000), 9, iso(T0 - 86_400_000), 4)
     )
 
     plain = community_get(busy, "peaks").json()
@@ -154,11 +163,27 @@ def test_peaks_with_history_from_dynamodb(busy: Community) -> None:
 
     # "gone" had left (stale) before the others came, so the peak is the three of them
     assert (plain["daily"], plain["weekly"], plain["monthly"]) == (3, 3, 3)
-    assert plain["current"][0] == {"period": "day", "bucket": "2031-03-05", "count": 3, "reached_at": iso(T0 + 2000)}
+    assert plain["current"][0] == {
+        "period": "day",
+        "bucket": "2031-03-05",
+        "time_zone": "UTC",
+        "start": "2031-03-05T00:00:00.000Z",
+        "end": "2031-03-06T00:00:00.000Z",
+        "count": 3,
+        "reached_at": iso(T0 + 2000),
+        "unique_visitors": None,
+    }
     assert plain["history"] == []
-    assert with_history["history"] == [
-        {"period": "day", "bucket": "2031-03-04", "count": 9, "reached_at": iso(T0 - 86_400_000)}
-    ]
+    assert with_history["history"][0] == {
+        "period": "day",
+        "bucket": "2031-03-04",
+        "time_zone": "UTC",
+        "start": "2031-03-04T00:00:00.000Z",
+        "end": "2031-03-05T00:00:00.000Z",
+        "count": 9,
+        "reached_at": iso(T0 - 86_400_000),
+        "unique_visitors": 4,
+    }
 
 
 def test_summary_has_everything_and_an_etag(busy: Community) -> None:
@@ -196,6 +221,9 @@ def test_timeline_and_drops(busy: Community) -> None:
     assert timeline["minutes"] == 3
     assert drops == {
         "day": "2031-03-05",
+        "time_zone": "UTC",
+        "start": "2031-03-05T00:00:00.000Z",
+        "end": "2031-03-06T00:00:00.000Z",
         "bot": 0,
         "rate_limited": 0,
         "duplicate": 0,

@@ -403,4 +403,4 @@ def test_found_by_fuzzing(
     answer = check_one(raw_redis, community, Request("visits", body, content_type, None, ""), T0)
 
     assert answer.status == status, answer.body
-    assert raw_redis.hget(CommunityKeys(community.community_id).drops("2031-03-05"), "invalid") == b"1"
+    assert raw_redis.hget(CommunityKeys(community.community_id).drops("2031-03-05@UTC"), "invalid") == b"1"

@@ -358,7 +358,7 @@ def test_bots_are_accepted_but_not_counted(community: Community, redis: Redis, a
     assert answer.headers["x-beacon-dropped"] == "bot"
     assert answer.json()["counted"] is False
     assert live_count(redis, community.community_id) == 0
-    assert redis.hget(CommunityKeys(community.community_id).drops("2031-03-05"), "bot") == "1"
+    assert redis.hget(CommunityKeys(community.community_id).drops("2031-03-05@UTC"), "bot") == "1"
 
 
 def test_rate_limit_answers_429_with_retry_after(
@@ -416,7 +416,7 @@ def test_debug_of_a_bot_says_it_would_not_count_and_counts_no_drop(community: Co
     assert answer.status == 200
     assert answer.json()["would_count"] is False
     assert "automated" in answer.json()["reason"]
-    assert redis.exists(CommunityKeys(community.community_id).drops("2031-03-05")) == 0
+    assert redis.exists(CommunityKeys(community.community_id).drops("2031-03-05@UTC")) == 0
 
 
 def test_debug_of_a_retry_says_it_is_a_duplicate(community: Community, redis: Redis) -> None:
@@ -527,6 +527,9 @@ def test_admin_registers_a_community(function_env: None) -> None:
         "slug": "laval-north",
         "name": "Laval North",
         "division_id": "laval",
+        "time_zone": "UTC",
+        "zone_history": [],
+        "version": 1,
     }
     assert get_stores().communities.get("laval-north") is not None
 
@@ -612,5 +615,5 @@ def test_malformed_beacons_are_counted_as_invalid_drops(community: Community, re
     beacon(community.community_id, "x" * 5000, headers={"content-type": "text/plain"})
     beacon("not-registered", {"visitor_id": "tab-aaaaaaaa"})
 
-    assert redis.hget(CommunityKeys(community.community_id).drops("2031-03-05"), "invalid") == "3"
+    assert redis.hget(CommunityKeys(community.community_id).drops("2031-03-05@UTC"), "invalid") == "3"
     assert redis.keys("*not-registered*") == []

@@ -1,10 +1,11 @@
 -- A heartbeat of a live connection, the beacon sent most (4 in 5): only what it must do. Anything
--- else is record.lua's, which handles every beacon: a person not counted in today's buckets yet,
--- a tab that belongs to someone else (a login or logout), changed attributes, a connection over
--- its rate limit, a person known only under the previous key. Contract: scripts.HeartbeatKeys /
--- scripts.HeartbeatArgs.
+-- else is record.lua's, which handles every beacon: a registration or open bucket other than the
+-- caller's (a bucket to open, a zone or division that changed), a tab that belongs to someone else
+-- (a login or logout), changed attributes, a connection over its rate limit, a person known only
+-- under the previous key. Contract: scripts.HeartbeatKeys / scripts.HeartbeatArgs.
 local SERIES = KEYS[9]
-local USER_COMMUNITIES = KEYS[10]
+local META = KEYS[10]
+local USER_COMMUNITIES = KEYS[11]
 local now_ms = tonumber(ARGV[1])
 local cutoff_ms = ARGV[2]
 local member = ARGV[3]
@@ -19,10 +20,19 @@ local series_expire_at = ARGV[11]
 local community_id = ARGV[12]
 local user_set_ttl_ms = ARGV[13]
 local index_refresh_ms = tonumber(ARGV[14])
-local day_start_ms = tonumber(ARGV[15])
+local community_version = ARGV[15]
+local day_bucket = ARGV[16]
+local week_bucket = ARGV[17]
+local month_bucket = ARGV[18]
 -- Returns {status, live count, needs index, recorded at} as record.lua does (1 counted, 4 not
--- present), or {6} for a beacon to send to record.lua instead; nothing is written then.
-local ELSEWHERE = {6, 0, 0, now_ms}
+-- present), or {7} for a beacon to send to record.lua instead; nothing is written then.
+local ELSEWHERE = {7, 0, 0, now_ms}
+-- The caller's registration and buckets are the open ones (calendar.lua), so nothing in the
+-- calendar is due: a bucket opens with everyone live in it, and a heartbeat raises no count.
+local open = redis.call('HMGET', META, 'version', 'day', 'week', 'month')
+if (open[1] or '') ~= community_version or open[2] ~= day_bucket or open[3] ~= week_bucket or open[4] ~= month_bucket then
+  return ELSEWHERE
+end
 prune(cutoff_ms, true)
 
 local state = redis.call('HGET', CONN_PEOPLE, connection)
@@ -50,9 +60,8 @@ local listed = false
 for _, conn in ipairs(rec.k) do
   listed = listed or conn == connection
 end
--- Heard today already: that beacon went through record.lua's calendar (peaks, unique visitors),
--- and a heartbeat does not raise the count: nothing left to do there.
-if not listed or rec.l < day_start_ms or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d ~= visitor_division then
+-- A live person's heartbeat on a live connection of theirs, with the attributes they have.
+if not listed or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d ~= visitor_division then
   return ELSEWHERE
 end
 

@@ -1,12 +1,41 @@
 -- Every aggregate of one community, exact (stale people are discounted, not pruned: a read
--- writes nothing), in one round trip.
--- KEYS[9..11] peak day/week/month, [12..14] unique visitors day/week/month, [15..] series hours.
--- Contract: scripts.ReadStateArgs.
+-- writes nothing but a bucket that opens, see below), in one round trip.
+-- KEYS[9..11] peak day/week/month, [12..14] unique visitors day/week/month, [15] meta, [16]
+-- closed, [17..] series hours.
+-- Contract: scripts.ReadStateKeys / scripts.ReadStateArgs.
+local PEAK_DAY = KEYS[9]
+local PEAK_WEEK = KEYS[10]
+local PEAK_MONTH = KEYS[11]
+local UNIQUE_DAY = KEYS[12]
+local UNIQUE_WEEK = KEYS[13]
+local UNIQUE_MONTH = KEYS[14]
+local META = KEYS[15]
+local CLOSED = KEYS[16]
 local cutoff_ms = ARGV[1]
 local present_after_ms = ARGV[2]
+local community_version = ARGV[3]
+local day_bucket = ARGV[4]
+local week_bucket = ARGV[5]
+local month_bucket = ARGV[6]
+local window_ms = tonumber(ARGV[7])
+local bucket_margin_ms = tonumber(ARGV[8])
+local FIRST_SERIES = 17
+-- Returns the aggregates below, or {false, installed version, calendar, division} when the
+-- community's registration in Redis is not the caller's (calendar.lua; nothing is written then).
+-- A bucket that starts before this read is opened first, so its peak is never below the people
+-- live in it: the one write a read may make, once per bucket.
+local calendar, installed = plan_calendar(META, community_version, {day_bucket, week_bucket, month_bucket})
+if not calendar then
+  return {false, installed[1], installed[2], installed[3]}
+end
+open_buckets(calendar, {
+  {peak = PEAK_DAY, unique = UNIQUE_DAY},
+  {peak = PEAK_WEEK, unique = UNIQUE_WEEK},
+  {peak = PEAK_MONTH, unique = UNIQUE_MONTH},
+}, META, CLOSED, window_ms, bucket_margin_ms)
 local total, counts, divisions, pairs_, connections = live_counts(cutoff_ms)
 local series = {}
-for i = 15, #KEYS do
+for i = FIRST_SERIES, #KEYS do
   series[#series + 1] = redis.call('HGETALL', KEYS[i])
 end
 return {
@@ -14,12 +43,12 @@ return {
   counts,
   divisions,
   pairs_,
-  redis.call('HMGET', KEYS[9], 'count', 'at'),
-  redis.call('HMGET', KEYS[10], 'count', 'at'),
-  redis.call('HMGET', KEYS[11], 'count', 'at'),
-  redis.call('PFCOUNT', KEYS[12]),
-  redis.call('PFCOUNT', KEYS[13]),
-  redis.call('PFCOUNT', KEYS[14]),
+  redis.call('HMGET', PEAK_DAY, 'count', 'at'),
+  redis.call('HMGET', PEAK_WEEK, 'count', 'at'),
+  redis.call('HMGET', PEAK_MONTH, 'count', 'at'),
+  redis.call('PFCOUNT', UNIQUE_DAY),
+  redis.call('PFCOUNT', UNIQUE_WEEK),
+  redis.call('PFCOUNT', UNIQUE_MONTH),
   series,
   redis.call('ZCOUNT', PRESENT, '(' .. present_after_ms, '+inf'),
   connections,

@@ -12,7 +12,9 @@ local DROPS = KEYS[17]
 local EVENTS = KEYS[18]
 local CLIENT_RATES = KEYS[19]
 local CLIENT_PEOPLE = KEYS[20]
-local USER_COMMUNITIES = KEYS[21]
+local META = KEYS[21]
+local CLOSED = KEYS[22]
+local USER_COMMUNITIES = KEYS[23]
 local now_ms = tonumber(ARGV[1])
 local cutoff_ms = ARGV[2]
 local member = ARGV[3]
@@ -30,9 +32,9 @@ local client_rate_limit = tonumber(ARGV[14])
 local connection_rate_limit = tonumber(ARGV[15])
 local people_per_client = tonumber(ARGV[16])
 local minute = ARGV[17]
-local day_expire_at = ARGV[18]
-local week_expire_at = ARGV[19]
-local month_expire_at = ARGV[20]
+local day_bucket = ARGV[18]
+local week_bucket = ARGV[19]
+local month_bucket = ARGV[20]
 local series_expire_at = ARGV[21]
 local history_expire_at = ARGV[22]
 local community_id = ARGV[23]
@@ -41,16 +43,28 @@ local rates_expire_at = ARGV[25]
 local window_ms = tonumber(ARGV[26])
 local presence_ms = tonumber(ARGV[27])
 local index_refresh_ms = tonumber(ARGV[28])
-local day_start_ms = tonumber(ARGV[29])
-local client = ARGV[30]
+local community_version = ARGV[29]
+local bucket_margin_ms = tonumber(ARGV[30])
+local client = ARGV[31]
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
 -- 3 rate limited, 4 not present, 5 too many new anonymous people from one client. "Recorded
--- at" is when the event id was first seen (now, unless a duplicate).
+-- at" is when the event id was first seen (now, unless a duplicate). Status 6: the community's
+-- registration in Redis is not the caller's, then {6, live count, 0, now, installed version,
+-- calendar, division} (calendar.lua), and nothing was written.
 --
--- A heartbeat of a live connection is the most common beacon by far (4 in 5), so its path does
--- only what it must: no dedup marker (a repeated heartbeat changes nothing; the caller sends no
--- event id), no per-client counter (it creates nobody), its connection's counter inside the
--- connection's own entry, and none of the calendar keys once its person was counted today.
+-- A heartbeat of a live connection is the most common beacon by far (4 in 5): heartbeat.lua
+-- takes most of them; those it sends here still skip what only a page view needs (no dedup
+-- marker: the caller sends no event id; no per-client counter: a heartbeat creates nobody).
+local CALENDAR_KEYS = {
+  {peak = PEAK_DAY, unique = UNIQUE_DAY},
+  {peak = PEAK_WEEK, unique = UNIQUE_WEEK},
+  {peak = PEAK_MONTH, unique = UNIQUE_MONTH},
+}
+local calendar, installed = plan_calendar(META, community_version, {day_bucket, week_bucket, month_bucket})
+if not calendar then
+  return {6, redis.call('ZCARD', LIVE), 0, now_ms, installed[1], installed[2], installed[3]}
+end
+open_buckets(calendar, CALENDAR_KEYS, META, CLOSED, window_ms, bucket_margin_ms)
 prune(cutoff_ms, true)
 
 local function count_drop(reason)
@@ -182,9 +196,6 @@ if raw then
 else
   rec = {j = now_ms, p = 0, l = now_ms, k = {}}
 end
--- Their last beacon was today: it went through the calendar below, which counted them in
--- today's buckets (and so in this week's and month's).
-local counted_today = raw and not folded and rec.l >= day_start_ms
 if folded then
   rec.j = math.min(rec.j, folded.j)
   rec.p = rec.p + folded.p
@@ -219,42 +230,36 @@ set_live(member, rec, now_ms)
 redis.call('ZADD', PRESENT, now_ms, member)
 local count = redis.call('ZCARD', LIVE)
 
--- A heartbeat of someone counted today did not raise the count (they were live) nor add anyone
--- to a bucket: the peaks and unique visitors below stay as they are.
-if pages == 0 and counted_today then
+-- A heartbeat of someone already live (not a fold) neither raised the count nor made anyone: in
+-- open buckets their peaks are at least the count already (a bucket opens with the live count) and
+-- they are a unique visitor (from when the bucket opened, or from the beacon that made them).
+local all_open = true
+for _, wanted in ipairs(calendar) do
+  all_open = all_open and wanted.state == 'open'
+end
+if pages == 0 and raw and not folded and all_open then
   sample(SERIES, minute, count, series_expire_at)
   return counted(count)
 end
 
--- A day lies inside its week and its month, so their peaks are never below the day's: only a
--- new daily peak can be a new weekly or monthly one. A bucket's keys (peak, unique visitors) are
--- created together, by its first visitor: that is when their expiry is set, once.
-local buckets = {
-  {peak = PEAK_DAY, unique = UNIQUE_DAY, expire_at = day_expire_at},
-  {peak = PEAK_WEEK, unique = UNIQUE_WEEK, expire_at = week_expire_at},
-  {peak = PEAK_MONTH, unique = UNIQUE_MONTH, expire_at = month_expire_at},
-}
-local day_peak = redis.call('HGET', PEAK_DAY, 'count')
-if count > tonumber(day_peak or '0') then
-  for i, b in ipairs(buckets) do
-    local peak = i == 1 and day_peak or redis.call('HGET', b.peak, 'count')
-    if count > tonumber(peak or '0') then
-      redis.call('HSET', b.peak, 'count', count, 'at', now_ms)
-      if not peak then
-        redis.call('EXPIREAT', b.peak, b.expire_at)
-        b.new = true
-      end
-    end
+-- Calendar buckets (calendar.lua): a peak is the highest live count seen in its bucket; a person is
+-- a unique visitor of a bucket from the beacon that makes them (everyone live when the bucket
+-- opened is one already), so the heartbeats of people already here cost no PFADD. Each key is
+-- given its expiry whenever it is written, so none is left without one, even re-created.
+for i, keys in ipairs(CALENDAR_KEYS) do
+  local wanted = calendar[i]
+  local changed = false
+  if count > tonumber(redis.call('HGET', keys.peak, 'count') or '0') then
+    redis.call('HSET', keys.peak, 'count', count, 'at', now_ms)
+    expire_at_ms(keys.peak, bucket_end(wanted) + bucket_margin_ms)
+    changed = true
   end
-end
-for _, b in ipairs(buckets) do
-  -- The first counted beacon of a bucket creates its unique-visitor key with the peak, even a
-  -- heartbeat (that person is there in the new bucket), so both get their expiry here.
-  if pages > 0 or not raw or b.new then
-    redis.call('PFADD', b.unique, member)
+  if not raw and redis.call('PFADD', keys.unique, member) == 1 then
+    expire_at_ms(keys.unique, bucket_end(wanted) + bucket_margin_ms)
+    changed = true
   end
-  if b.new then
-    redis.call('EXPIREAT', b.unique, b.expire_at)
+  if changed then
+    calendar_changed(wanted, META, CLOSED, bucket_margin_ms)
   end
 end
 if pages > 0 and is_cross(rec) then
