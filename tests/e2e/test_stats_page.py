@@ -518,6 +518,35 @@ def test_the_live_context_is_drawn_when_the_summary_has_it(
     page.close()
 
 
+def test_answers_without_a_zone_are_shown_in_utc_and_say_so(
+    tracker: LocalSystem, host_pages: HostPages, context: BrowserContext, played: Played
+) -> None:
+    """An API whose registrations and buckets carry no time zone (before #17): UTC, said."""
+
+    def without_zones(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_zones(v) for k, v in value.items() if k != "time_zone"}
+        if isinstance(value, list):
+            return [without_zones(v) for v in value]
+        return value
+
+    def zoneless(route: Any) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json=without_zones(answer.json()))
+
+    page = context.new_page()
+    page.route(re.compile(rf"/v1/communities/{played.community_id}($|/summary\?)"), zoneless)
+    page.goto(stats_url(host_pages, tracker, played.community_id, token=token_of("reader")))
+    page.wait_for_selector("#peaks time")
+    summary = api(tracker, played.community_id, "/summary?minutes=60")
+
+    assert text(page, "#zone-note") == "Times in UTC: the community has no time zone registered."
+    today = next(p for p in summary["peak_details"] if p["period"] == "day")
+    assert text(page, "#peaks tr[data-period=day] time") == short_time(today["reached_at"], summary["timestamp"], "UTC")
+    assert "time (UTC)" in (page.text_content("#chart") or "")
+    page.close()
+
+
 def test_the_page_follows_the_socket(
     tracker: LocalSystem, host_pages: HostPages, context: BrowserContext, played: Played
 ) -> None:
