@@ -145,6 +145,8 @@ def _community_from_item(item: dict[str, Any]) -> Community:
             for entry in history
         ),
         version=int(item.get("version") or 0),
+        parts=int(item.get("parts") or 1),
+        history_parts=int(item.get("history_parts") or 1),
     )
 
 
