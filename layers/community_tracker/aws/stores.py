@@ -54,6 +54,8 @@ EVENT_GUARD_SECONDS = 8 * 86_400
 
 
 CONFLICT_ATTEMPTS = 3
+# A community history page stops reading its partitions after this (README, "Timeouts").
+HISTORY_READ_SECONDS = 3.0
 
 
 def _cancelled_for(error: ClientError, reason: str) -> bool:
@@ -351,16 +353,23 @@ class _PartitionReader:
         self._buffer: deque[dict[str, Any]] = deque()
         self._more = True
 
-    def head(self, wanted: int) -> dict[str, Any] | None:
-        """The partition's newest visit not taken yet, read when none is buffered; `wanted`: how
-        many the page still needs (a later read asks for that many, and one more)."""
-        while not self._buffer and self._more:
-            response = self._table.query(Limit=self._chunk, **self._query)
-            self._buffer.extend(response["Items"])
-            self._more = "LastEvaluatedKey" in response
-            if self._more:
-                self._query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            self._chunk = wanted + 1
+    @property
+    def needs_read(self) -> bool:
+        """Nothing buffered, and the partition may hold more: its head is not known."""
+        return not self._buffer and self._more
+
+    def read(self, share: int) -> None:
+        """The next chunk; `share`: what a later read asks for (and one more)."""
+        response = self._table.query(Limit=self._chunk, **self._query)
+        self._buffer.extend(response["Items"])
+        self._more = "LastEvaluatedKey" in response
+        if self._more:
+            self._query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        self._chunk = share + 1
+
+    @property
+    def head(self) -> dict[str, Any] | None:
+        """The partition's newest visit not taken yet (once read)."""
         return self._buffer[0] if self._buffer else None
 
     def head_key(self) -> str:
@@ -379,9 +388,10 @@ class DynamoVisitStore:
 
     _INDEX_KEYS = {"PK", "SK", "GSI1PK", "GSI1SK"}
 
-    def __init__(self, table: Table, retention_days: int = 0) -> None:
+    def __init__(self, table: Table, retention_days: int = 0, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._table = table
         self._retention_seconds = retention_days * 86_400
+        self._clock = clock
 
     @_history_errors
     def put_visit(self, event: VisitEvent, *, parts: int = 1) -> bool:
@@ -426,12 +436,22 @@ class DynamoVisitStore:
 
     @_history_errors
     def community_visits(
-        self, community_id: str, *, limit: int, after: HistoryPosition | None = None, partitions: int = 1
+        self,
+        community_id: str,
+        *,
+        limit: int,
+        after: HistoryPosition | None = None,
+        partitions: int = 1,
+        budget_seconds: float = HISTORY_READ_SECONDS,
     ) -> CommunityHistoryPage:
         """Newest first, merged from the community's `partitions` visit partitions: each is read
         newest first from where the page before ended, and the newest head of them all goes next.
-        A partition's first read asks for its share of the page (and one more, so a partition
-        that ends with the page is known to be done), a later one for what the page still needs."""
+        A partition's reads ask for its share of what the page still needs, and one more (so a
+        partition that ends with the page is known to be done): visits spread evenly, so a page
+        reads not much more than it hands out. Past `budget_seconds` of reading, the page ends
+        with what it has (its position goes on from there), or, with nothing yet, is
+        `HistoryUnavailable`: a 503 in time, never a Lambda timeout."""
+        deadline = self._clock() + budget_seconds
         done = after.done if after is not None else frozenset()
         start = after.after if after is not None else None
         readers = [
@@ -441,10 +461,23 @@ class DynamoVisitStore:
         ]
         taken: list[dict[str, Any]] = []
         while len(taken) < limit:
-            heads = [reader for reader in readers if reader.head(limit - len(taken)) is not None]
+            share = -(-(limit - len(taken)) // partitions)
+            while (unread := next((r for r in readers if r.needs_read), None)) is not None:
+                if self._clock() > deadline:
+                    if not taken:
+                        raise HistoryUnavailable("visit history: its partitions answer too slowly, try again")
+                    return self._history_page(taken, done, readers, partitions)
+                unread.read(share)
+            heads = [reader for reader in readers if reader.head is not None]
             if not heads:
                 break
             taken.append(max(heads, key=_PartitionReader.head_key).pop())
+        return self._history_page(taken, done, readers, partitions)
+
+    @staticmethod
+    def _history_page(
+        taken: list[dict[str, Any]], done: frozenset[int], readers: list[_PartitionReader], partitions: int
+    ) -> CommunityHistoryPage:
         done = done | {reader.partition for reader in readers if reader.done}
         finished = all(k in done for k in range(partitions))
         return CommunityHistoryPage(
