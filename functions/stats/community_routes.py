@@ -15,6 +15,7 @@ from pydantic import BeforeValidator
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.communities import registered_community, with_live_community
+from community_tracker.errors import UnknownCommunity
 from community_tracker.http.auth import require_admin, require_self_or_admin
 from community_tracker.http.errors import SUCCESS_RESPONSE, error_responses, json_answer, json_response
 from community_tracker.http.resolver import http_router, request_time_ms
@@ -33,7 +34,13 @@ from community_tracker.models import (
 from community_tracker.redis.keys import BUCKET_MARGIN_MS, SERIES_HOURS
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.timeutil import Period, iso
-from stats.cursors import Cursor, history_cursor, visitor_cursor, visitor_offset
+from stats.cursors import (
+    Cursor,
+    community_history_cursor,
+    community_history_position,
+    visitor_cursor,
+    visitor_offset,
+)
 from stats.reading import readable, readable_community
 from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
 
@@ -294,5 +301,16 @@ def get_visiting(community_id: CommunityPath, user_id: Annotated[str, Path(patte
 )
 def get_community_visits(community_id: CommunityPath, limit: Limit = 50, cursor: Cursor = None) -> VisitHistoryPage:
     require_admin(router.current_event.headers)
-    cid = registered_community(community_id, get_stores().communities).community_id
-    return get_stores().visits.community_visits(cid, limit=limit, cursor=history_cursor(cursor))
+    stores = get_stores()
+    # The directory as it is now, not as this function last kept it: the page then covers every
+    # partition a visit may have been written to, also just after `parts` went up.
+    community = stores.communities.fresh(community_id)
+    if community is None:
+        raise UnknownCommunity(community_id)
+    page = stores.visits.community_visits(
+        community.community_id,
+        limit=limit,
+        after=community_history_position(cursor, community.community_id),
+        partitions=community.visit_partitions,
+    )
+    return VisitHistoryPage(visits=page.visits, next_cursor=community_history_cursor(page.next, community.community_id))

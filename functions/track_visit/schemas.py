@@ -72,3 +72,10 @@ class CommunityBody(BaseModel):
         description="Its days, weeks and months (IANA name); left out: unchanged, or VT_DEFAULT_TIME_ZONE for a "
         "new community. A change takes effect at the end of each open day, week and month",
     )
+    parts: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Split a hot community over this many parts (its visit history over as many partition keys); "
+        "left out: unchanged, or 1 for a new community",
+    )

@@ -49,7 +49,7 @@ class LiveState(Protocol):
 class VisitHistory(Protocol):
     """The permanent history of authenticated page views (`aws.stores.DynamoVisitStore`)."""
 
-    def put_visit(self, event: VisitEvent) -> bool: ...
+    def put_visit(self, event: VisitEvent, *, parts: int = 1) -> bool: ...
 
 
 def bot_reason(user_agent: str) -> str | None:
@@ -240,7 +240,8 @@ def _keep_in_history(beacon: Beacon, user_id: str, recorded_at_ms: int, visits: 
             referrer=without_query(beacon.referrer),
         ),
     )
-    visits.put_visit(event)  # HistoryUnavailable (503) reaches the route: nothing claims it is kept
+    # HistoryUnavailable (503) reaches the route: nothing claims it is kept.
+    visits.put_visit(event, parts=community.parts)
 
 
 def record_heartbeat(beacon: Beacon, *, live: LiveState, now_ms: int) -> Counted | Dropped:

@@ -67,14 +67,17 @@ def register_community(
     directory: FreshDirectory,
     live: LiveRegistrations,
     now_ms: int,
+    parts: int | None = None,
 ) -> Community:
     """Registers or updates a community: a new version in the directory (written only over the
     version it read, so two admins at once never lose one), then installed in Redis. A new zone
     is added to its calendar at `now_ms` (in effect at the end of each open bucket); no zone keeps
-    the one it has, or gives a new community the default."""
+    the one it has, or gives a new community the default; likewise no `parts` keeps the one it
+    has (1 for a new community), and `history_parts` only ever goes up."""
     for _attempt in range(REGISTRATION_ATTEMPTS):
         existing = directory.fresh(community_id)
         zone = time_zone or (existing.time_zone if existing is not None else default_time_zone())
+        split = parts or (existing.parts if existing is not None else 1)
         community = Community(
             community_id=community_id,
             slug=slug,
@@ -83,6 +86,8 @@ def register_community(
             time_zone=zone,
             zone_history=existing.with_time_zone(zone, now_ms) if existing is not None else (),
             version=existing.version + 1 if existing is not None else 1,
+            parts=split,
+            history_parts=max(split, existing.visit_partitions) if existing is not None else split,
         )
         if directory.replace(community, existing):
             break

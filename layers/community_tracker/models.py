@@ -60,7 +60,10 @@ class Community(Frozen):
     """A registered community. Its calendar figures (days, ISO weeks, months) are in `time_zone`;
     `zone_history` lists every zone registered, oldest first, when it was changed (a change
     takes effect at the end of each open bucket, `timeutil.Calendar`). `version` goes up with
-    each registration, so every function can tell a newer one from the one it keeps."""
+    each registration, so every function can tell a newer one from the one it keeps. `parts`
+    splits a hot community: its visit history is written over that many partition keys (README,
+    "Visit history"), and `history_parts` keeps the highest ever registered, so lowering `parts`
+    loses no visit on read."""
 
     community_id: CommunityId
     slug: str = Field(min_length=1, max_length=200)
@@ -69,6 +72,18 @@ class Community(Frozen):
     time_zone: TimeZone = Field(default_factory=default_time_zone)
     zone_history: tuple[ZoneRegistration, ...] = ()
     version: int = Field(default=0, ge=0)
+    parts: int = Field(default=1, ge=1, le=64)
+    history_parts: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="The highest `parts` ever registered: a visit may be in any of that many partitions",
+    )
+
+    @property
+    def visit_partitions(self) -> int:
+        """How many visit partitions a history read covers: every one a visit may be in."""
+        return max(self.parts, self.history_parts)
 
     def calendar(self) -> Calendar:
         changes = tuple(ZoneChange(r.time_zone, r.registered_ms) for r in self.zone_history)

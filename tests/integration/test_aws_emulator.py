@@ -62,7 +62,7 @@ def test_a_visit_is_written_once(emulated_aws: str) -> None:
 
     assert visits.put_visit(event("c1", "u1", 0)) is True
     assert visits.put_visit(event("c1", "u1", 0)) is False
-    assert len(visits.community_visits("c1", limit=10, cursor=None).visits) == 1
+    assert len(visits.community_visits("c1", limit=10).visits) == 1
 
 
 def test_user_history_across_communities_through_the_index(emulated_aws: str) -> None:
@@ -87,7 +87,7 @@ def test_erasure_removes_every_visit_of_the_user(emulated_aws: str) -> None:
 
     assert visits.delete_user_visits("leaving") == 30
     assert list(visits.all_user_visits("leaving")) == []
-    assert [v.user_id for v in visits.community_visits("c0", limit=50, cursor=None).visits] == ["staying"]
+    assert [v.user_id for v in visits.community_visits("c0", limit=50).visits] == ["staying"]
 
 
 def test_peak_rollups_are_idempotent_and_monotonic(emulated_aws: str) -> None:

@@ -41,12 +41,12 @@ def bearer(user_id: str) -> dict[str, str]:
 def stored(community_id: str) -> Counter[str]:
     """Event ids of the community's visit items, with how many items each has."""
     ids: Counter[str] = Counter()
-    cursor = None
+    after = None
     while True:
-        page = get_stores().visits.community_visits(community_id, limit=100, cursor=cursor)
+        page = get_stores().visits.community_visits(community_id, limit=100, after=after)
         ids.update(visit.event_id for visit in page.visits)
-        cursor = page.next_cursor
-        if cursor is None:
+        after = page.next
+        if after is None:
             return ids
 
 

@@ -52,12 +52,13 @@ def bearer(user_id: str) -> dict[str, str]:
 
 
 def stored_event_ids(community_id: str) -> list[str]:
-    ids, cursor = [], None
+    ids: list[str] = []
+    after = None
     while True:
-        page = get_stores().visits.community_visits(community_id, limit=100, cursor=cursor)
+        page = get_stores().visits.community_visits(community_id, limit=100, after=after)
         ids += [visit.event_id for visit in page.visits]
-        cursor = page.next_cursor
-        if cursor is None:
+        after = page.next
+        if after is None:
             return ids
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +54,8 @@ EVENT_GUARD_SECONDS = 8 * 86_400
 
 
 CONFLICT_ATTEMPTS = 3
+# A community history page stops reading its partitions after this (README, "Timeouts").
+HISTORY_READ_SECONDS = 3.0
 
 
 def _cancelled_for(error: ClientError, reason: str) -> bool:
@@ -99,8 +103,25 @@ def _user_pk(user_id: str) -> str:
     return f"USER#{user_id}"
 
 
+VISIT_PREFIX = "VISIT#"
+
+
 def _visit_sk(timestamp: str, event_id: str) -> str:
-    return f"VISIT#{timestamp}#{event_id}"
+    return f"{VISIT_PREFIX}{timestamp}#{event_id}"
+
+
+def visit_partition(event_id: str, parts: int) -> int:
+    """Which of a community's `parts` visit partitions holds an event: by a hash of its event id,
+    so writes spread evenly over them and a retry goes where its first try went (`parts` alike)."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % parts
+
+
+def _visit_pk(community_id: str, partition: int) -> str:
+    """Partition 0 is the community's own key (where every visit was before, and every one at
+    `parts=1`); a community id holds no `#`, so `COMMUNITY#<id>#<k>` is never another's key."""
+    base = _community_pk(community_id)
+    return base if partition == 0 else f"{base}#{partition}"
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
@@ -145,6 +166,8 @@ def _community_from_item(item: dict[str, Any]) -> Community:
             for entry in history
         ),
         version=int(item.get("version") or 0),
+        parts=int(item.get("parts") or 1),
+        history_parts=int(item.get("history_parts") or 1),
     )
 
 
@@ -257,12 +280,12 @@ class CachedCommunityStore:
         return written
 
 
-def visit_item(event: VisitEvent) -> dict[str, Any]:
-    """The `community_visit` item of one event: under its community, and under its user in the
-    ByUser index, both sorted by time."""
+def visit_item(event: VisitEvent, parts: int = 1) -> dict[str, Any]:
+    """The `community_visit` item of one event: under one of its community's `parts` partition
+    keys, and under its user in the ByUser index, both sorted by time."""
     sort_key = _visit_sk(event.timestamp, event.event_id)
     return {
-        "PK": _community_pk(event.metadata.community_id),
+        "PK": _visit_pk(event.metadata.community_id, visit_partition(event.event_id, parts)),
         "SK": sort_key,
         "GSI1PK": _user_pk(event.user_id),
         "GSI1SK": sort_key,
@@ -297,26 +320,90 @@ class ExportPage:
         return f'{{"visits":[{",".join(self.fragments)}],"next_cursor":{json.dumps(self.next_cursor)}}}'
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPosition:
+    """Where a page of a community's history ended, for each of its partitions: those in `done`
+    have nothing left; every other one goes on just after `after`, the sort key of the page's
+    last visit (the merge handed out everything newer, from every partition)."""
+
+    after: str
+    done: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityHistoryPage:
+    visits: list[VisitEvent]
+    next: HistoryPosition | None
+
+
+class _PartitionReader:
+    """One partition's visits, newest first, read a chunk at a time as the merge takes them."""
+
+    def __init__(self, table: Table, pk: str, partition: int, after: str | None, first_chunk: int) -> None:
+        self._table = table
+        self.partition = partition
+        self._query: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with(VISIT_PREFIX),
+            "ScanIndexForward": False,
+        }
+        if after is not None:
+            # A position, not necessarily a key of this partition: DynamoDB starts after it either way.
+            self._query["ExclusiveStartKey"] = {"PK": pk, "SK": after}
+        self._chunk = first_chunk
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._more = True
+
+    @property
+    def needs_read(self) -> bool:
+        """Nothing buffered, and the partition may hold more: its head is not known."""
+        return not self._buffer and self._more
+
+    def read(self, share: int) -> None:
+        """The next chunk; `share`: what a later read asks for (and one more)."""
+        response = self._table.query(Limit=self._chunk, **self._query)
+        self._buffer.extend(response["Items"])
+        self._more = "LastEvaluatedKey" in response
+        if self._more:
+            self._query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        self._chunk = share + 1
+
+    @property
+    def head(self) -> dict[str, Any] | None:
+        """The partition's newest visit not taken yet (once read)."""
+        return self._buffer[0] if self._buffer else None
+
+    def head_key(self) -> str:
+        return str(self._buffer[0]["SK"])
+
+    def pop(self) -> dict[str, Any]:
+        return self._buffer.popleft()
+
+    @property
+    def done(self) -> bool:
+        return not self._buffer and not self._more
+
+
 class DynamoVisitStore:
     """`community_visit` events: by community (table) and by user (the ByUser index)."""
 
-    _TABLE_KEYS = {"PK", "SK"}
     _INDEX_KEYS = {"PK", "SK", "GSI1PK", "GSI1SK"}
 
-    def __init__(self, table: Table, retention_days: int = 0) -> None:
+    def __init__(self, table: Table, retention_days: int = 0, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._table = table
         self._retention_seconds = retention_days * 86_400
+        self._clock = clock
 
     @_history_errors
-    def put_visit(self, event: VisitEvent) -> bool:
+    def put_visit(self, event: VisitEvent, *, parts: int = 1) -> bool:
         """Writes the event once per event id, whenever it is retried. False: it was there.
 
-        The visit's key holds its time (history reads come newest first), which a retry may not
-        know: so the write is a transaction with a guard item keyed by the event id alone
-        (`EVENT#<event_id>`), and only the guard's absence lets the visit in.
+        The visit's key holds its time (history reads come newest first) and its partition (one
+        of the community's `parts`), which a retry may not know or may see changed: so the write
+        is a transaction with a guard item keyed by the event id alone (`EVENT#<event_id>`), and
+        only the guard's absence lets the visit in.
         """
         now_s = int(time.time())
-        item = visit_item(event)
+        item = visit_item(event, parts)
         if self._retention_seconds:
             item["expires_at"] = now_s + self._retention_seconds
         guard = {
@@ -347,10 +434,56 @@ class DynamoVisitStore:
                 return True
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def community_visits(self, community_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
-        """Newest first."""
-        condition = Key("PK").eq(_community_pk(community_id)) & Key("SK").begins_with("VISIT#")
-        return self._page({"KeyConditionExpression": condition}, self._TABLE_KEYS, limit, cursor)
+    @_history_errors
+    def community_visits(
+        self,
+        community_id: str,
+        *,
+        limit: int,
+        after: HistoryPosition | None = None,
+        partitions: int = 1,
+        budget_seconds: float = HISTORY_READ_SECONDS,
+    ) -> CommunityHistoryPage:
+        """Newest first, merged from the community's `partitions` visit partitions: each is read
+        newest first from where the page before ended, and the newest head of them all goes next.
+        A partition's reads ask for its share of what the page still needs, and one more (so a
+        partition that ends with the page is known to be done): visits spread evenly, so a page
+        reads not much more than it hands out. Past `budget_seconds` of reading, the page ends
+        with what it has (its position goes on from there), or, with nothing yet, is
+        `HistoryUnavailable`: a 503 in time, never a Lambda timeout."""
+        deadline = self._clock() + budget_seconds
+        done = after.done if after is not None else frozenset()
+        start = after.after if after is not None else None
+        readers = [
+            _PartitionReader(self._table, _visit_pk(community_id, k), k, start, -(-limit // partitions) + 1)
+            for k in range(partitions)
+            if k not in done
+        ]
+        taken: list[dict[str, Any]] = []
+        while len(taken) < limit:
+            share = -(-(limit - len(taken)) // partitions)
+            while (unread := next((r for r in readers if r.needs_read), None)) is not None:
+                if self._clock() > deadline:
+                    if not taken:
+                        raise HistoryUnavailable("visit history: its partitions answer too slowly, try again")
+                    return self._history_page(taken, done, readers, partitions)
+                unread.read(share)
+            heads = [reader for reader in readers if reader.head is not None]
+            if not heads:
+                break
+            taken.append(max(heads, key=_PartitionReader.head_key).pop())
+        return self._history_page(taken, done, readers, partitions)
+
+    @staticmethod
+    def _history_page(
+        taken: list[dict[str, Any]], done: frozenset[int], readers: list[_PartitionReader], partitions: int
+    ) -> CommunityHistoryPage:
+        done = done | {reader.partition for reader in readers if reader.done}
+        finished = all(k in done for k in range(partitions))
+        return CommunityHistoryPage(
+            visits=[_visit_from_item(item) for item in taken],
+            next=None if finished else HistoryPosition(after=str(taken[-1]["SK"]), done=done),
+        )
 
     def user_visits(self, user_id: str, *, limit: int, cursor: str | None) -> VisitHistoryPage:
         """Newest first, from the ByUser index."""
@@ -402,28 +535,28 @@ class DynamoVisitStore:
             if start is None:
                 return ExportPage(fragments, None)
 
-    def all_user_visits(self, user_id: str) -> Iterator[VisitEvent]:
-        cursor: str | None = None
+    def _user_items(self, user_id: str) -> Iterator[dict[str, Any]]:
+        """Every ByUser item of the user: each carries its table key, whichever partition it is in."""
+        query: dict[str, Any] = {"IndexName": USER_INDEX, "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id))}
         while True:
-            page = self.user_visits(user_id, limit=500, cursor=cursor)
-            yield from page.visits
-            cursor = page.next_cursor
-            if cursor is None:
+            response = self._table.query(**query)
+            yield from response["Items"]
+            if "LastEvaluatedKey" not in response:
                 return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def all_user_visits(self, user_id: str) -> Iterator[VisitEvent]:
+        return (_visit_from_item(item) for item in self._user_items(user_id))
 
     @_history_errors
     def delete_user_visits(self, user_id: str) -> int:
-        """Erases every visit event of the user, and its event guard; returns how many."""
+        """Erases every visit event of the user, and its event guard; returns how many. Each item
+        is deleted by the key the index gives back, so a visit in any partition is found."""
         deleted = 0
         with self._table.batch_writer() as batch:
-            for event in list(self.all_user_visits(user_id)):
-                batch.delete_item(
-                    Key={
-                        "PK": _community_pk(event.metadata.community_id),
-                        "SK": _visit_sk(event.timestamp, event.event_id),
-                    }
-                )
-                batch.delete_item(Key={"PK": _event_pk(event.event_id), "SK": _EVENT})
+            for item in list(self._user_items(user_id)):
+                batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
+                batch.delete_item(Key={"PK": _event_pk(str(item["event_id"])), "SK": _EVENT})
                 deleted += 1
         return deleted
 
