@@ -26,12 +26,12 @@
     shown: { counts: "", divisions: "" },
     offsetMs: null,          // server clock minus this browser's, from the answers' timestamps
     people: null,
-    peakToday: 0,
-    named: false,
-    running: false,
+    peakToday: 0,            // a push above it is a new peak: the summary has its time
+    named: false,            // the registration was read
+    running: false,          // the first summary was read: the socket or polling has started
     minutes: 60,
     seed: [],                // per-minute highs of closed minutes before this page's first sample
-    samples: [],             // [{t, v}]: every live count this page received, in order
+    samples: [],             // [{t, v}]: the live counts this page received, in order (a run of one count: its first and last)
     socket: null,
     timers: {},
   };
@@ -226,7 +226,7 @@
 
   // One row of a breakdown: its bar is `count` out of everyone live now, the one scale of the page.
   function barRow(label, count, total, extraClass) {
-    const share = total ? count * 100 / total : 0;
+    const width = total ? count * 100 / total : 0;
     return el("li", { className: extraClass || "", "data-count": String(count) }, [
       el("div", { className: "bar-label" }, [
         el("span", { className: "name", text: label }),
@@ -236,7 +236,7 @@
         ]),
       ]),
       el("div", { className: "track", "aria-hidden": "true" }, [
-        el("div", { className: "fill", style: "width: " + share.toFixed(3) + "%" }),
+        el("div", { className: "fill", style: "width: " + width.toFixed(3) + "%" }),
       ]),
     ]);
   }

@@ -1,10 +1,11 @@
 """Pagination cursors of the stats API, read in one place: a cursor this API did not hand out is a
 400 (`InvalidCursor`) whatever its size or content, never a 422 or a 5xx from a store.
 
-A community history cursor is signed (README, "Visit history"): `h1.<payload>.<signature>`, the
-payload base64url JSON `{"a": the sort key of the page's last visit, "d": the partitions done, as
-a bit mask}`, the signature HMAC-SHA256 over `h1.<community id>.<payload>` with a key derived from
-the share key. So an altered cursor, or one of another community, is refused before any read.
+A community history cursor is signed (README, "Visit history (DynamoDB)"):
+`h1.<payload>.<signature>`, the payload base64url JSON `{"a": the sort key of the page's last
+visit, "d": the partitions done, as a bit mask}`, the signature HMAC-SHA256 over
+`h1.<community id>.<payload>` with a key derived from the share key. So an altered cursor, or one
+of another community, is refused before any read.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ class Community(Frozen):
     takes effect at the end of each open bucket, `timeutil.Calendar`). `version` goes up with
     each registration, so every function can tell a newer one from the one it keeps. `parts`
     splits a hot community: its visit history is written over that many partition keys (README,
-    "Visit history"), and `history_parts` keeps the highest ever registered, so lowering `parts`
-    loses no visit on read."""
+    "Visit history (DynamoDB)"), and `history_parts` keeps the highest ever registered, so
+    lowering `parts` loses no visit on read."""
 
     community_id: CommunityId
     slug: str = Field(min_length=1, max_length=200)

@@ -1,6 +1,6 @@
-"""A hot community's visit history over several partition keys (README, "Visit history"): writes
-spread evenly, reads merge the partitions newest first behind one signed cursor, and a change of
-`parts` loses nothing, on read, in the user's export, or in erasure."""
+"""A hot community's visit history over several partition keys (README, "Visit history
+(DynamoDB)"): writes spread evenly, reads merge the partitions newest first behind one signed
+cursor, and a change of `parts` loses nothing, on read, in the user's export, or in erasure."""
 
 from __future__ import annotations
 
