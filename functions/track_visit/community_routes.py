@@ -46,6 +46,7 @@ def put_community(
         name=body.name,
         division_id=body.division_id,
         time_zone=body.time_zone,
+        parts=body.parts,
         directory=get_stores().communities,
         live=get_tracker(),
         now_ms=request_time_ms(router.current_event),

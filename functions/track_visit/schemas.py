@@ -72,3 +72,10 @@ class CommunityBody(BaseModel):
         description="Its days, weeks and months (IANA name); left out: unchanged, or VT_DEFAULT_TIME_ZONE for a "
         "new community. A change takes effect at the end of each open day, week and month",
     )
+    parts: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="How many parts its live state is split into (a hot community); left out: unchanged, or 1 for a "
+        "new community. A change moves every live visitor to their new part at once",
+    )

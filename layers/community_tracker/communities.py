@@ -64,6 +64,7 @@ def register_community(
     name: str,
     division_id: str | None,
     time_zone: str | None,
+    parts: int | None = None,
     directory: FreshDirectory,
     live: LiveRegistrations,
     now_ms: int,
@@ -71,7 +72,8 @@ def register_community(
     """Registers or updates a community: a new version in the directory (written only over the
     version it read, so two admins at once never lose one), then installed in Redis. A new zone
     is added to its calendar at `now_ms` (in effect at the end of each open bucket); no zone keeps
-    the one it has, or gives a new community the default."""
+    the one it has, or gives a new community the default; no `parts` keeps the community's (1 for a
+    new one)."""
     for _attempt in range(REGISTRATION_ATTEMPTS):
         existing = directory.fresh(community_id)
         zone = time_zone or (existing.time_zone if existing is not None else default_time_zone())
@@ -83,6 +85,7 @@ def register_community(
             time_zone=zone,
             zone_history=existing.with_time_zone(zone, now_ms) if existing is not None else (),
             version=existing.version + 1 if existing is not None else 1,
+            parts=parts or (existing.parts if existing is not None else 1),
         )
         if directory.replace(community, existing):
             break

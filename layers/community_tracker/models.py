@@ -60,7 +60,9 @@ class Community(Frozen):
     """A registered community. Its calendar figures (days, ISO weeks, months) are in `time_zone`;
     `zone_history` lists every zone registered, oldest first, when it was changed (a change
     takes effect at the end of each open bucket, `timeutil.Calendar`). `version` goes up with
-    each registration, so every function can tell a newer one from the one it keeps."""
+    each registration, so every function can tell a newer one from the one it keeps. `parts`: how
+    many parts its live state is split into, each in a hash slot of its own (README, "One community
+    in N parts")."""
 
     community_id: CommunityId
     slug: str = Field(min_length=1, max_length=200)
@@ -69,6 +71,7 @@ class Community(Frozen):
     time_zone: TimeZone = Field(default_factory=default_time_zone)
     zone_history: tuple[ZoneRegistration, ...] = ()
     version: int = Field(default=0, ge=0)
+    parts: int = Field(default=1, ge=1, le=64)
 
     def calendar(self) -> Calendar:
         changes = tuple(ZoneChange(r.time_zone, r.registered_ms) for r in self.zone_history)
@@ -124,6 +127,7 @@ class Visit(Frozen):
     # tools and tests that know none (the tracker then follows what Redis holds).
     community_version: int | None = None
     calendar: Calendar | None = None
+    parts: int | None = None  # the registration's `Community.parts`; None: what Redis holds
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 

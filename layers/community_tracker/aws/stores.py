@@ -145,6 +145,7 @@ def _community_from_item(item: dict[str, Any]) -> Community:
             for entry in history
         ),
         version=int(item.get("version") or 0),
+        parts=int(item.get("parts") or 1),
     )
 
 
