@@ -29,11 +29,12 @@ def registered(tracker: VisitorTracker, parts: int, *, division: str = "quebec")
 
 
 def answers(tracker: VisitorTracker, community: Community, now_ms: int) -> dict[str, Any]:
-    """Everything a reader sees of a community, without its id."""
+    """Everything a reader sees of a community, but its id and its timeline (a split community's
+    sums its parts' highest count of each minute: README, "One community in N parts")."""
     summary = tracker.get_summary(community.community_id, now_ms, timeline_minutes=5, community=community)
     page = tracker.get_visitor_list(community.community_id, now_ms, limit=100)
     return {
-        "summary": summary.model_dump(exclude={"community_id", "peak_details"}),
+        "summary": summary.model_dump(exclude={"community_id", "peak_details", "timeline"}),
         "visitors": [v.model_dump() for v in page.visitors],
         "total": page.total_visitors,
     }
