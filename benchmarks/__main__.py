@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import beacons, cleanup_pass, cold_start, fanout, handler_ingest, http_gateway, ingest, reads
+from benchmarks import beacons, cleanup_pass, cold_start, fanout, handler_ingest, http_gateway, ingest, reads, split
 from benchmarks.harness import Figure, product_client, progress, redis_server
 
 LATEST = Path(__file__).resolve().parent / "latest.json"
@@ -123,6 +123,7 @@ FIGURES = {
     "http_gateway": "figure 6: HTTP end to end through the local gateway",
     "fanout": "figure 7: live push, one tick to 5,000 subscribers over a fake management API",
     "beacons": "figure 8: redis-server time per beacon kind and memory per live person, with heartbeats",
+    "split": "figure 9: one hot community in parts, ingest on the 3-master test cluster",
 }
 RUNS: dict[str, Callable[[str], list[Figure]]] = {
     "reads": reads.run,
@@ -130,6 +131,7 @@ RUNS: dict[str, Callable[[str], list[Figure]]] = {
     "cold_start": cold_start.run,
     "fanout": fanout.run,
     "beacons": beacons.run,
+    "split": split.run,
 }
 
 

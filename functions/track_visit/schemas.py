@@ -76,6 +76,7 @@ class CommunityBody(BaseModel):
         default=None,
         ge=1,
         le=64,
-        description="Split a hot community over this many parts (its visit history over as many partition keys); "
-        "left out: unchanged, or 1 for a new community",
+        description="Split a hot community over this many parts: its live state over as many Redis hash slots "
+        "(a change moves every live visitor to their new part at once), its visit history over as many "
+        "partition keys; left out: unchanged, or 1 for a new community",
     )

@@ -90,6 +90,7 @@ class Beacon:
             client_key=self.client_key,
             community_version=self.community.version,
             calendar=self.community.calendar(),
+            parts=self.community.parts,
         )
 
 

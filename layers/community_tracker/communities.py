@@ -64,10 +64,10 @@ def register_community(
     name: str,
     division_id: str | None,
     time_zone: str | None,
+    parts: int | None = None,
     directory: FreshDirectory,
     live: LiveRegistrations,
     now_ms: int,
-    parts: int | None = None,
 ) -> Community:
     """Registers or updates a community: a new version in the directory (written only over the
     version it read, so two admins at once never lose one), then installed in Redis. A new zone

@@ -61,8 +61,9 @@ class Community(Frozen):
     `zone_history` lists every zone registered, oldest first, when it was changed (a change
     takes effect at the end of each open bucket, `timeutil.Calendar`). `version` goes up with
     each registration, so every function can tell a newer one from the one it keeps. `parts`
-    splits a hot community: its visit history is written over that many partition keys (README,
-    "Visit history (DynamoDB)"), and `history_parts` keeps the highest ever registered, so
+    splits a hot community: its live state over that many parts, each in a hash slot of its own
+    (README, "One community in N parts"), and its visit history over that many partition keys
+    (README, "Visit history (DynamoDB)"); `history_parts` keeps the highest ever registered, so
     lowering `parts` loses no visit on read."""
 
     community_id: CommunityId
@@ -139,6 +140,7 @@ class Visit(Frozen):
     # tools and tests that know none (the tracker then follows what Redis holds).
     community_version: int | None = None
     calendar: Calendar | None = None
+    parts: int | None = None  # the registration's `Community.parts`; None: what Redis holds
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 

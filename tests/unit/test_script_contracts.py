@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from community_tracker.redis.scripts import ARG_CONTRACTS, KEY_CONTRACTS, CommunityState, Contract, read_script
+from community_tracker.redis.scripts import (
+    ARG_CONTRACTS,
+    COMMUNITY_SCRIPTS,
+    KEY_CONTRACTS,
+    CommunityState,
+    Contract,
+    read_script,
+)
 
 _UNPACK = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]\)?\s*$", re.MULTILINE)
 
@@ -23,14 +30,14 @@ def unpacked(script: str, table: str) -> list[str]:
 
 def _offset(script: str, table: str) -> int:
     """Community scripts take KEYS[1..5] from the prelude."""
-    shared = table == "KEYS" and script != "community" and script != "claim_due"
+    shared = table == "KEYS" and script in COMMUNITY_SCRIPTS
     return len(CommunityState.names()) if shared else 0
 
 
 @pytest.mark.parametrize("contract", KEY_CONTRACTS, ids=lambda c: c.__name__)
 def test_keys_are_unpacked_in_contract_order(contract: type[Contract]) -> None:
     names = contract.names()
-    if contract is not CommunityState and contract.script != "claim_due":
+    if contract.script in COMMUNITY_SCRIPTS:
         assert names[: len(CommunityState.names())] == CommunityState.names()
         names = names[len(CommunityState.names()) :]
     assert unpacked(contract.script, "KEYS") == names

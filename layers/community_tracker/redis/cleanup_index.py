@@ -1,7 +1,10 @@
 """The active-community index and each community's share of a cleanup pass, in Redis.
 
 Communities with live visitors (or open peak buckets) are registered in one of `index_shards`
-sorted sets by when they are next due; cleanup claims due ones in batches and prunes them.
+sorted sets by when they are next due; cleanup claims due ones in batches and prunes them. A split
+community (README, "One community in N parts") is pruned part by part, then the other parts'
+calendar figures are folded into part 0's (`fold.lua`), which are the community's: its checkpoint
+and rollups are part 0's, and the other parts' closed buckets are let go.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from redis import Redis
+from redis.client import NEVER_DECODE
 
 from community_tracker.factories import cached_factory
 from community_tracker.models import CleanupResult, Peak
@@ -29,6 +33,8 @@ from community_tracker.redis.scripts import (
     ClaimDueArgs,
     ClaimDueKeys,
     ClusterLuaScripts,
+    FoldArgs,
+    FoldKeys,
     LuaScripts,
     PruneArgs,
     PruneKeys,
@@ -84,21 +90,25 @@ class CleanupIndex:
         self.window_ms = window_seconds * 1000
         self.index_shards = index_shards
         self._default_calendar = zone_calendar(default_time_zone)
+        self._parts: dict[str, int] = {}  # community -> its parts, as its last cleanup found them
 
     @live_state_errors
     def cleanup_stale_visitors(self, community_id: str, now_ms: int) -> CleanupResult:
         """Removes the community's stale visitors, adjusting every derived count atomically."""
         return self.cleanup_communities([community_id], now_ms)[0]
 
-    def _registrations(self, community_ids: Sequence[str]) -> list[tuple[str, Calendar]]:
+    def _registrations(self, community_ids: Sequence[str]) -> list[tuple[str, Calendar, int]]:
         """Each community's registration as Redis holds it (one pipeline): its calendar tells the
         buckets of now; a community never installed follows the default zone."""
         pipe = self._client.pipeline(transaction=False)
         for community_id in community_ids:
-            pipe.hmget(CommunityKeys(community_id).meta, ["version", "calendar"])
+            pipe.hmget(CommunityKeys(community_id).meta, ["version", "calendar", "parts"])
         registrations = []
-        for version, calendar in pipe.execute():
-            registrations.append((version or "", calendar_from_json(calendar) if calendar else self._default_calendar))
+        for community_id, (version, calendar, parts) in zip(community_ids, pipe.execute(), strict=True):
+            self._parts[community_id] = int(parts or 1)
+            registrations.append(
+                (version or "", calendar_from_json(calendar) if calendar else self._default_calendar, int(parts or 1))
+            )
         return registrations
 
     @live_state_errors
@@ -110,46 +120,37 @@ class CleanupIndex:
             return []
         calls: list[tuple[Sequence[str], Sequence[Any]]] = []
         current: list[list[Bucket]] = []
-        for community_id, (version, calendar) in zip(community_ids, self._registrations(community_ids), strict=True):
-            keys = CommunityKeys(community_id)
+        versions: list[str] = []
+        spans: list[range] = []  # each community's calls (one per part)
+        for community_id, (version, calendar, parts) in zip(
+            community_ids, self._registrations(community_ids), strict=True
+        ):
             day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
             current.append([day, week, month])
-            script_keys = PruneKeys(
-                **keys.state_fields,
-                series=keys.series(hour_id(now_ms)),
-                meta=keys.meta,
-                closed=keys.closed,
-                peak_day=keys.peak(day),
-                peak_week=keys.peak(week),
-                peak_month=keys.peak(month),
-                unique_day=keys.unique(day),
-                unique_week=keys.unique(week),
-                unique_month=keys.unique(month),
-            )
-            args = PruneArgs(
-                cutoff_ms=now_ms - self.window_ms,
-                minute=minute_of(now_ms),
-                series_expire_at=seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
-                community_version=version,
-                day_bucket=bucket_descriptor(day),
-                week_bucket=bucket_descriptor(week),
-                month_bucket=bucket_descriptor(month),
-                window_ms=self.window_ms,
-                bucket_margin_ms=BUCKET_MARGIN_MS,
-                checkpoint_before_ms=now_ms - self._checkpoint_ms if self._checkpoint_ms else -1,
-            )
-            calls.append((script_keys.values(), args.values()))
+            versions.append(version)
+            spans.append(range(len(calls), len(calls) + parts))
+            for part in range(parts):
+                calls.append(self._prune_call(community_id, part, version, [day, week, month], now_ms))
         pruned = self._scripts.call_many("prune", calls)
-        closed = [[_closed_bucket(member) for member in raw[3]] for raw in pruned]
+        for community_id, span, version, buckets in zip(community_ids, spans, versions, current, strict=True):
+            if len(span) > 1:
+                total = sum(int(pruned[i][1]) for i in span)
+                self._fold(community_id, len(span), version, buckets, total, now_ms)
+        firsts = [pruned[span.start] for span in spans]
+        closed = [[_closed_bucket(member) for member in raw[3]] for raw in firsts]
         figures = self._closed_figures(community_ids, closed)
         results = []
-        for community_id, raw, community_figures, buckets in zip(community_ids, pruned, figures, current, strict=True):
-            removed, remaining, cleared, _members, open_end, _followed, checkpoint_due = raw
+        for community_id, raw, span, community_figures, buckets in zip(
+            community_ids, firsts, spans, figures, current, strict=True
+        ):
+            _removed, _remaining, _cleared, _members, open_end, _followed, checkpoint_due = raw
+            answers = [pruned[i] for i in span]
             results.append(
                 CleanupResult(
-                    removed=removed,
-                    remaining=remaining,
-                    index_flag_cleared=bool(cleared),
+                    removed=sum(int(a[0]) for a in answers),
+                    remaining=sum(int(a[1]) for a in answers),
+                    # Cleared in part 0 with every part empty: the community may leave the index.
+                    index_flag_cleared=bool(raw[2]) and not any(int(a[1]) for a in answers),
                     unrolled_peaks=[peak for peak in community_figures if peak is not None],
                     open_bucket_end=int(open_end) if open_end is not None else None,
                     checkpoint=take_checkpoint(self._client, CommunityKeys(community_id), buckets, now_ms)
@@ -158,7 +159,98 @@ class CleanupIndex:
                 )
             )
         self._forget_empty(community_ids, closed, figures)
+        self._let_go_of_parts(community_ids, spans)
         return results
+
+    def _prune_call(
+        self, community_id: str, part: int, version: str, buckets: Sequence[Bucket], now_ms: int
+    ) -> tuple[list[str], list[Any]]:
+        keys = CommunityKeys(community_id, part)
+        day, week, month = buckets
+        script_keys = PruneKeys(
+            **keys.state_fields,
+            series=keys.series(hour_id(now_ms)),
+            meta=keys.meta,
+            closed=keys.closed,
+            peak_day=keys.peak(day),
+            peak_week=keys.peak(week),
+            peak_month=keys.peak(month),
+            unique_day=keys.unique(day),
+            unique_week=keys.unique(week),
+            unique_month=keys.unique(month),
+        )
+        args = PruneArgs(
+            cutoff_ms=now_ms - self.window_ms,
+            minute=minute_of(now_ms),
+            series_expire_at=seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
+            community_version=version,
+            day_bucket=bucket_descriptor(day),
+            week_bucket=bucket_descriptor(week),
+            month_bucket=bucket_descriptor(month),
+            window_ms=self.window_ms,
+            bucket_margin_ms=BUCKET_MARGIN_MS,
+            # Part 0's checkpoint holds the community's figures; the other parts take none.
+            checkpoint_before_ms=now_ms - self._checkpoint_ms if self._checkpoint_ms and not part else -1,
+        )
+        return script_keys.values(), args.values()
+
+    def _fold(
+        self, community_id: str, parts: int, version: str, buckets: Sequence[Bucket], total: int, now_ms: int
+    ) -> None:
+        """The other parts' counts at each bucket's start and their sketches (one pipeline), folded
+        into part 0's figures (fold.lua) with the live count of all parts."""
+        raw: dict[str, Any] = {NEVER_DECODE: []}
+        pipe: Any = self._client.pipeline(transaction=False)
+        for part in range(1, parts):
+            keys = CommunityKeys(community_id, part)
+            for found in buckets:
+                pipe.hget(keys.peak(found), "opened")
+            for found in buckets:
+                pipe.execute_command("GET", keys.unique(found), **raw)
+        replies = pipe.execute()
+        opened = [0, 0, 0]
+        sketches: list[Any] = []
+        for first in range(0, len(replies), 6):
+            opened = [n + int(m or 0) for n, m in zip(opened, replies[first : first + 3], strict=True)]
+            sketches.extend(sketch or b"" for sketch in replies[first + 3 : first + 6])
+        keys = CommunityKeys(community_id)
+        day, week, month = buckets
+        script_keys = FoldKeys(
+            **keys.state_fields,
+            peak_day=keys.peak(day),
+            peak_week=keys.peak(week),
+            peak_month=keys.peak(month),
+            unique_day=keys.unique(day),
+            unique_week=keys.unique(week),
+            unique_month=keys.unique(month),
+            meta=keys.meta,
+            closed=keys.closed,
+        )
+        args = FoldArgs(
+            now_ms=now_ms,
+            community_version=version,
+            day_bucket=bucket_descriptor(day),
+            week_bucket=bucket_descriptor(week),
+            month_bucket=bucket_descriptor(month),
+            bucket_margin_ms=BUCKET_MARGIN_MS,
+            total=total,
+            others_opened_day=opened[0],
+            others_opened_week=opened[1],
+            others_opened_month=opened[2],
+        )
+        self._scripts.call("fold", script_keys.values(), [*args.values(), *sketches])
+
+    def _let_go_of_parts(self, community_ids: Sequence[str], spans: Sequence[range]) -> None:
+        """The closed buckets of a split community's other parts: their figures were folded into part
+        0's, which cleanup rolls up; theirs are never written."""
+        split = [(c, len(span)) for c, span in zip(community_ids, spans, strict=True) if len(span) > 1]
+        if not split:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for community_id, parts in split:
+            for part in range(1, parts):
+                pipe.delete(CommunityKeys(community_id, part).closed)
+        pipe.execute()
 
     def _closed_figures(self, community_ids: Sequence[str], closed: list[list[Bucket]]) -> list[list[Peak | None]]:
         """Peak and unique visitors of each closed bucket (one pipeline); None: nobody came."""
@@ -214,8 +306,12 @@ class CleanupIndex:
 
     @live_state_errors
     def is_index_flag_set(self, community_id: str) -> bool:
-        """True once a visit has (re)registered the community since its last empty cleanup."""
-        return bool(self._client.hexists(CommunityKeys(community_id).counts, "indexed"))
+        """True once a visit has (re)registered the community (any of its parts) since its last
+        empty cleanup."""
+        pipe = self._client.pipeline(transaction=False)
+        for part in range(self._parts.get(community_id, 1)):
+            pipe.hexists(CommunityKeys(community_id, part).counts, "indexed")
+        return any(pipe.execute())
 
     @live_state_errors
     def claim_due_communities(self, shard: int, now_ms: int, limit: int, lease_ms: int) -> list[str]:

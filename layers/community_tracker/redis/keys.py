@@ -1,7 +1,10 @@
 """Every Redis key name and its lifetime (README, "Redis data model").
 
 Every key of one community carries the hash tag `{c:<community_id>}`, so one script can touch all
-of them atomically on a single node or in one slot of a Redis Cluster. Calendar keys are named by
+of them atomically on a single node or in one slot of a Redis Cluster. A community split into
+parts (`Community.parts`) keeps part k's keys under `{c:<community_id>#k}` (part 0 under the plain
+tag, so a community of one part is what it always was); each part is a whole live state of its own
+for the people whose key falls in it (`part_of`). Calendar keys are named by
 their bucket's `key` (`2031-03-05@America/Toronto`) in the community's own calendar. Community ids are
 validated (`models.COMMUNITY_ID_PATTERN`) before they get here, so they never contain braces.
 """
@@ -26,6 +29,8 @@ SUBSCRIPTION_IDLE_MS = 10 * 60_000  # API Gateway's idle timeout; a ping refresh
 AUTOMATION_MAX_NAMES = 200  # bot / AI agent names kept per class (a name comes from the request)
 AUTOMATION_MAX_CLIENTS = 10_000  # clients kept per name and class within the window
 ALERT_STATE_TTL_MS = 2 * DAY_MS  # a community's alert state outlives a quiet day
+TAB_SHARDS = 16  # a split community's directory of tabs (which part each lives in) is this many sets
+TAB_DIRECTORY_MS = DAY_MS  # a tab's entry is kept this long after it was last placed
 
 
 class CommunityKeys:
@@ -37,14 +42,16 @@ class CommunityKeys:
         "divisions",
         "live",
         "pairs",
+        "part",
         "present",
         "tag",
         "visitors",
     )
 
-    def __init__(self, community_id: str) -> None:
+    def __init__(self, community_id: str, part: int = 0) -> None:
         self.community_id = community_id
-        self.tag = f"{{c:{community_id}}}"
+        self.part = part
+        self.tag = f"{{c:{community_id}#{part}}}" if part else f"{{c:{community_id}}}"
         self.live = f"{self.tag}:live"  # zset: person -> when they stop being live, minus the window
         self.visitors = f"{self.tag}:visitors"  # hash: person -> record (see codec.py)
         self.counts = f"{self.tag}:counts"  # hash: auth, anon, cross, indexed (ms of the last registration)
@@ -142,6 +149,17 @@ class CommunityKeys:
     @property
     def alert_state(self) -> str:
         return f"{self.tag}:alert"  # hash: kind, alert_id, started_ms, last_breach_ms of the alert now
+
+
+def part_of(stored: str, parts: int) -> int:
+    """The part of a split community a person (their stored key) lives in."""
+    return zlib.crc32(stored.encode()) % parts if parts > 1 else 0
+
+
+def tab_directory_key(community_id: str, connection: str) -> str:
+    """Zset of a split community's tabs (stored connection keys) -> when placed (ms) * 128 + their
+    part: how a tab that moves to a person of another part (a login) finds the person it leaves."""
+    return f"{{c:{community_id}~{zlib.crc32(connection.encode()) % TAB_SHARDS}}}:tabs"
 
 
 _HEX_DIGEST_KEY = re.compile(r"(a:|c:|c:a:)([0-9a-f]{32})")

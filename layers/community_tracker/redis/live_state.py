@@ -5,6 +5,11 @@ Every write is one script on one community's keys; every read first drops stale 
 answer is exact whether or not the scheduled cleanup has run. The caller passes `now_ms`. Driver
 errors leave every public method as `LiveStateUnavailable`.
 
+A community split into parts (`Community.parts`, README "One community in N parts") has each part's
+live state in a slot of its own, by person: a beacon goes to its person's part (and, when a tab or
+a person is in another part, brings them over first: `_gathered`); a read reads every part, part 0
+last, which folds the others' calendar figures into its own (`sum_parts` adds up the rest).
+
 A single node and a Redis Cluster differ in one thing here: on one node a script may touch any
 key, so the per-user set of communities is written by the script itself; a cluster keeps it in
 another slot (`ClusterVisitorTracker`), which costs a second round trip.
@@ -12,8 +17,9 @@ another slot (`ClusterVisitorTracker`), which costs a second round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
 
 from redis import Redis
@@ -56,22 +62,31 @@ from community_tracker.redis.keys import (
     HISTORY_MS,
     RATE_COUNTER_MARGIN_MS,
     SERIES_HOURS,
+    TAB_DIRECTORY_MS,
     USER_SET_MARGIN_MS,
     CommunityKeys,
     event_member,
     index_key,
     index_shard,
+    part_of,
     stored_key,
+    tab_directory_key,
     user_communities_key,
 )
 from community_tracker.redis.scripts import (
+    AdoptArgs,
+    AdoptKeys,
     ClusterLuaScripts,
+    EvictArgs,
+    EvictKeys,
     HeartbeatArgs,
     HeartbeatKeys,
     InstallArgs,
     InstallKeys,
     ListVisitorsArgs,
     LuaScripts,
+    PlaceArgs,
+    PlaceKeys,
     ReadStateArgs,
     ReadStateKeys,
     RecordArgs,
@@ -97,6 +112,9 @@ from community_tracker.timeutil import (
 _COUNTED = 1
 _OUTDATED = 6  # record.lua: the registration in Redis is not the caller's
 _ELSEWHERE = 7  # heartbeat.lua: not a plain heartbeat of a live connection, record.lua's
+_GATHER = 8  # record.lua, a split community: someone to bring from another part first
+PARTS_CACHE_SECONDS = 30  # how long a caller without a registration trusts the parts Redis held
+MOVE_CHUNK = 500  # people per evict / adopt call when the number of parts changes
 _STATUSES: dict[int, VisitStatus] = {
     _COUNTED: "counted",
     2: "duplicate",
@@ -234,6 +252,62 @@ class _State:
         return PeakCounts(daily=daily, weekly=weekly, monthly=monthly)
 
 
+def _summed(flats: Iterable[Iterable[tuple[Any, int]]]) -> dict[Any, int]:
+    totals: dict[Any, int] = {}
+    for flat in flats:
+        for field, n in flat:
+            totals[field] = totals.get(field, 0) + n
+    return totals
+
+
+def sum_parts(first: _State, others: Sequence[_State]) -> _State:
+    """The answer of a split community from its parts' answers: every live figure is the sum of the
+    parts' (each person lives in one part), per field where it has fields; the calendar figures are
+    `first`'s, part 0's, which folded the others' in (README, "One community in N parts")."""
+    parts = (first, *others)
+    return replace(
+        first,
+        total=sum(p.total for p in parts),
+        authenticated=sum(p.authenticated for p in parts),
+        anonymous=sum(p.anonymous for p in parts),
+        cross=sum(p.cross for p in parts),
+        divisions=list(_summed(p.divisions for p in parts).items()),
+        pairs=list(_summed(p.pairs for p in parts).items()),
+        series=_summed(p.series.items() for p in parts),
+        present=sum(p.present for p in parts),
+        connections=sum(p.connections for p in parts),
+    )
+
+
+def _decoded(value: Any) -> Any:
+    """A reply read raw (`LuaScripts.call_each(raw=True)`) as the client would have decoded it."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
+
+
+class _Moved(NamedTuple):
+    """People evict.lua took out of a part: its flat answer, and their tabs."""
+
+    flat: list[Any]
+    people: list[str]
+    tabs: list[str]
+
+
+def _moved(flat: list[Any]) -> _Moved:
+    people: list[str] = []
+    tabs: list[str] = []
+    i = 0
+    while i < len(flat):
+        people.append(flat[i])
+        n = int(flat[i + 2])
+        tabs.extend(flat[i + 3 + 3 * c] for c in range(n))
+        i += 3 + 3 * n
+    return _Moved(flat, people, tabs)
+
+
 class VisitorTracker:
     """Live presence of every community on one Redis node (see `ClusterVisitorTracker`)."""
 
@@ -256,6 +330,8 @@ class VisitorTracker:
         self._default_calendar = zone_calendar(default_time_zone)
         # community -> the registration Redis was last seen holding (for callers without one)
         self._known: dict[str, tuple[str, Calendar]] = {}
+        # community -> the parts Redis was last seen holding, and until when that is trusted
+        self._parts: dict[str, tuple[int, float]] = {}
         self._index_shards = index_shards
         self.presence_ms = presence_seconds * 1000
         self.grace_ms = leave_grace_seconds * 1000
@@ -323,6 +399,46 @@ class VisitorTracker:
     def calendar_of(self, community_id: str, community: Community | None = None) -> Calendar:
         return self.registration(community_id, community).calendar
 
+    def parts_of(self, community_id: str, community: Community | None = None) -> int:
+        """How many parts the community's live state is in: the caller's registration's, else what
+        Redis held when last asked (for `PARTS_CACHE_SECONDS`), else what it holds now."""
+        if community is not None:
+            return community.parts
+        known = self._parts.get(community_id)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        held = self._client.hget(CommunityKeys(community_id).meta, "parts")
+        parts = int(cast(str, held)) if held else 1
+        self._parts[community_id] = (parts, time.monotonic() + PARTS_CACHE_SECONDS)
+        return parts
+
+    def _visit_parts(self, visit: Visit) -> int:
+        return visit.parts if visit.parts is not None else self.parts_of(visit.community_id)
+
+    def _calendar_args(self, registration: Registration, now_ms: int) -> dict[str, Any]:
+        """The registration and open buckets a script that opens buckets checks (calendar.lua)."""
+        day, week, month = (registration.calendar.bucket(period, now_ms) for period in PERIODS)
+        return {
+            "community_version": registration.version,
+            "day_bucket": bucket_descriptor(day),
+            "week_bucket": bucket_descriptor(week),
+            "month_bucket": bucket_descriptor(month),
+        }
+
+    @staticmethod
+    def _bucket_keys(keys: CommunityKeys, buckets: Sequence[Bucket]) -> dict[str, str]:
+        day, week, month = buckets
+        return {
+            "peak_day": keys.peak(day),
+            "peak_week": keys.peak(week),
+            "peak_month": keys.peak(month),
+            "unique_day": keys.unique(day),
+            "unique_week": keys.unique(week),
+            "unique_month": keys.unique(month),
+            "meta": keys.meta,
+            "closed": keys.closed,
+        }
+
     @live_state_errors
     def install_community(
         self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None, *, force: bool = False
@@ -333,7 +449,26 @@ class VisitorTracker:
         `checkpoint` are merged back (the buckets of it that are this calendar's and not expired).
         `force` replaces even a newer registration: for a directory that holds an older one than
         Redis (it was reset). True when it was installed."""
-        keys = CommunityKeys(community.community_id)
+        held_parts = self._client.hget(CommunityKeys(community.community_id).meta, "parts")
+        before = int(cast(str, held_parts)) if held_parts else 1
+        installed = self._install_part(community, 0, now_ms, checkpoint, force=force)
+        for part in range(1, max(before, community.parts)):
+            self._install_part(community, part, now_ms, None, force=force)
+        if installed or force:
+            pipe = self._client.pipeline(transaction=False)
+            for part in range(max(before, community.parts)):
+                pipe.hset(CommunityKeys(community.community_id, part).meta, "parts", community.parts)
+            pipe.execute()
+            self._parts[community.community_id] = (community.parts, time.monotonic() + PARTS_CACHE_SECONDS)
+            if before != community.parts:
+                self._repart(community, before, now_ms)
+        return installed
+
+    def _install_part(
+        self, community: Community, part: int, now_ms: int, checkpoint: Checkpoint | None, *, force: bool
+    ) -> bool:
+        """install.lua on one part; a checkpoint is part 0's, which holds the calendar figures."""
+        keys = CommunityKeys(community.community_id, part)
         calendar = community.calendar()
         restored = [
             b
@@ -365,9 +500,94 @@ class VisitorTracker:
             if moved or resumed:
                 logger.info(
                     "community installed in the live state",
-                    extra={"community": community.community_id, "moved": moved, "resumed": resumed, "held": held},
+                    extra={
+                        "community": community.community_id,
+                        "part": part,
+                        "moved": moved,
+                        "resumed": resumed,
+                        "held": held,
+                    },
                 )
         return bool(installed)
+
+    def _repart(self, community: Community, before: int, now_ms: int) -> None:
+        """The number of parts changed from `before`: everyone live moves to their part under the
+        new number, a chunk at a time (evict.lua, then adopt.lua), with their tabs' directory
+        entries. A beacon that put someone in their new part first is merged with them there."""
+        community_id, parts = community.community_id, community.parts
+        registration = self.registration(community_id, community)
+        cutoff = now_ms - self.window_ms
+        for part in range(max(before, parts)):
+            live_key = CommunityKeys(community_id, part).live
+            live = cast(list[str], self._client.zrange(live_key, f"({cutoff}", "+inf", byscore=True))
+            leaving: dict[int, list[str]] = {}
+            for member in live:
+                target = part_of(member, parts)
+                if target != part:
+                    leaving.setdefault(target, []).append(member)
+            for target, members in leaving.items():
+                for first in range(0, len(members), MOVE_CHUNK):
+                    moved = self._evict(community_id, part, members[first : first + MOVE_CHUNK], now_ms, registration)
+                    self._adopt(community_id, target, moved, now_ms, registration)
+                    self._place(community_id, moved.tabs, target, now_ms)
+
+    # -- split communities: bringing people from one part to another ------------------------------
+
+    def _move_keys(self, community_id: str, part: int, registration: Registration, now_ms: int) -> list[str]:
+        keys = CommunityKeys(community_id, part)
+        buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
+        return EvictKeys(**keys.state_fields, **self._bucket_keys(keys, buckets)).values()
+
+    def _evict(
+        self,
+        community_id: str,
+        part: int,
+        names: Sequence[str],
+        now_ms: int,
+        registration: Registration,
+        *,
+        by_tab: bool = False,
+    ) -> _Moved:
+        args = EvictArgs(
+            cutoff_ms=now_ms - self.window_ms,
+            **self._calendar_args(registration, now_ms),
+            window_ms=self.window_ms,
+            bucket_margin_ms=BUCKET_MARGIN_MS,
+            by_tab=int(by_tab),
+        )
+        keys = self._move_keys(community_id, part, registration, now_ms)
+        return _moved(self._scripts.call("evict", keys, [*args.values(), *names]))
+
+    def _adopt(self, community_id: str, part: int, moved: _Moved, now_ms: int, registration: Registration) -> None:
+        if not moved.people:
+            return
+        args = AdoptArgs(
+            cutoff_ms=now_ms - self.window_ms,
+            **self._calendar_args(registration, now_ms),
+            window_ms=self.window_ms,
+            presence_ms=self.presence_ms,
+            bucket_margin_ms=BUCKET_MARGIN_MS,
+        )
+        keys = self._move_keys(community_id, part, registration, now_ms)
+        self._scripts.call("adopt", AdoptKeys(*keys).values(), [*args.values(), *moved.flat])
+
+    def _place(self, community_id: str, tabs: Sequence[str], part: int, now_ms: int) -> list[int]:
+        """Enters `tabs` in the tab directory as living in `part` (one pipeline, one call per
+        directory shard); answers the part each was in before (-1: none)."""
+        shards: dict[str, list[int]] = {}
+        for i, tab in enumerate(tabs):
+            shards.setdefault(tab_directory_key(community_id, tab), []).append(i)
+        args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part).values()
+        calls = [("place", PlaceKeys(tabs=key).values(), [*args, *(tabs[i] for i in at)]) for key, at in shards.items()]
+        before = [-1] * len(tabs)
+        for at, answer in zip(shards.values(), self._scripts.call_each(calls) if calls else [], strict=True):
+            for i, was in zip(at, answer, strict=True):
+                before[i] = int(was)
+        return before
+
+    def _tab_part(self, community_id: str, tab: str) -> int | None:
+        score = self._client.zscore(tab_directory_key(community_id, tab), tab)
+        return int(score) % 128 if score is not None else None
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -393,8 +613,10 @@ class VisitorTracker:
 
     def _heartbeat_call(self, visit: Visit, now_ms: int, registration: Registration) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of heartbeat.lua for one heartbeat."""
-        keys = CommunityKeys(visit.community_id)
         visitor = visit.visitor
+        member = stored_key(visitor.key)
+        parts = self._visit_parts(visit)
+        keys = CommunityKeys(visit.community_id, part_of(member, parts))
         day, week, month = (registration.calendar.bucket(period, now_ms) for period in PERIODS)
         script_keys = HeartbeatKeys(
             **keys.state_fields,
@@ -405,12 +627,12 @@ class VisitorTracker:
         args = HeartbeatArgs(
             now_ms=now_ms,
             cutoff_ms=now_ms - self.window_ms,
-            member=stored_key(visitor.key),
+            member=member,
             connection=stored_key(visit.connection),
             is_authenticated=int(visitor.is_authenticated),
             community_division=visit.community_division or "",
             visitor_division=visitor.division_id or "",
-            has_alt_member=int(bool(visit.alt_key)),
+            look_elsewhere=int(bool(visit.alt_key) or parts > 1),
             connection_rate_limit=self._connection_rate_limit,
             minute=minute_of(now_ms),
             series_expire_at=seconds(now_ms + (SERIES_HOURS + 1) * HOUR_MS),
@@ -425,14 +647,28 @@ class VisitorTracker:
         return script_keys.values(), args.values()
 
     def _record_call(
-        self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool, registration: Registration
+        self,
+        visit: Visit,
+        now_ms: int,
+        *,
+        pages: int,
+        must_be_present: bool,
+        registration: Registration,
+        checks: bool = True,
+        part: int | None = None,
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of record.lua for one beacon."""
-        keys = CommunityKeys(visit.community_id)
+        """KEYS and ARGV of record.lua for one beacon, in its person's part (or `part`); `checks`:
+        a split community's beacon asks whether someone is to be found in another part first."""
+        visitor = visit.visitor
+        member = stored_key(visitor.key)
+        alt = stored_key(visit.alt_key) if visit.alt_key else ""
+        parts = self._visit_parts(visit)
+        if part is None:
+            part = part_of(member, parts)
+        keys = CommunityKeys(visit.community_id, part)
         calendar = registration.calendar
         day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
-        visitor = visit.visitor
         script_keys = RecordKeys(
             **keys.state_fields,
             peak_day=keys.peak(day),
@@ -454,8 +690,8 @@ class VisitorTracker:
         args = RecordArgs(
             now_ms=now_ms,
             cutoff_ms=now_ms - self.window_ms,
-            member=stored_key(visitor.key),
-            alt_member=stored_key(visit.alt_key) if visit.alt_key else "",
+            member=member,
+            alt_member=alt,
             connection=stored_key(visit.connection),
             pages=pages,
             must_be_present=int(must_be_present),
@@ -484,6 +720,8 @@ class VisitorTracker:
             community_version=registration.version,
             bucket_margin_ms=BUCKET_MARGIN_MS,
             client=visit.client_key or "",
+            check_tab=int(checks and parts > 1),
+            check_alt=int(checks and alt != "" and part_of(alt, parts) != part),
         )
         return script_keys.values(), args.values()
 
@@ -494,12 +732,74 @@ class VisitorTracker:
                 visit, now_ms, pages=pages, must_be_present=must_be_present, registration=registration
             )
             raw = self._scripts.call("record", script_keys, args)
+            if raw[0] == _GATHER:
+                raw = self._gathered(
+                    visit,
+                    now_ms,
+                    pages=pages,
+                    must_be_present=must_be_present,
+                    registration=registration,
+                    member_here=bool(raw[4]),
+                )
             if raw[0] == _OUTDATED:
                 self._outdated(visit.community_id, registration, raw[4], raw[5])
                 continue
             self._after_record(visit, now_ms, raw[0])
             return self._outcome(visit, now_ms, raw)
         raise self._still_outdated(visit.community_id, registration)
+
+    def _gathered(
+        self,
+        visit: Visit,
+        now_ms: int,
+        *,
+        pages: int,
+        must_be_present: bool,
+        registration: Registration,
+        member_here: bool,
+    ) -> list[Any]:
+        """A beacon of a split community whose person may be live under their other key in that
+        key's part, or whose tab is in another part (a login, a logout). The beacon goes to the
+        part of the person it is recorded for (their other key's, if they are live there); the
+        tab's person is brought there, the beacon is recorded as in an unsplit community (the tab
+        moves, its person folds into this one), and the tab's person goes back where they came from
+        if they kept other tabs: everyone lives in the part of the key they live under, so each is
+        found by it. The tab directory follows every move. Each step is one script: a read between
+        two of them may miss the person on the way."""
+        community_id = visit.community_id
+        parts = self._visit_parts(visit)
+        tab = stored_key(visit.connection)
+        part = part_of(stored_key(visit.visitor.key), parts)
+        alt = stored_key(visit.alt_key) if visit.alt_key else None
+        if not member_here and alt is not None and part_of(alt, parts) != part:
+            alt_part = part_of(alt, parts)
+            score = self._client.zscore(CommunityKeys(community_id, alt_part).live, alt)
+            if score is not None and score > now_ms - self.window_ms:
+                part = alt_part
+        owner_part = self._place(community_id, [tab], part, now_ms)[0]
+        owner = _Moved([], [], [])
+        if owner_part not in (-1, part):
+            owner = self._evict(community_id, owner_part, [tab], now_ms, registration, by_tab=True)
+            self._adopt(community_id, part, owner, now_ms, registration)
+        script_keys, args = self._record_call(
+            visit,
+            now_ms,
+            pages=pages,
+            must_be_present=must_be_present,
+            registration=registration,
+            checks=False,
+            part=part,
+        )
+        raw: list[Any] = self._scripts.call("record", script_keys, args)
+        back = _Moved([], [], [])
+        if owner.people:
+            back = self._evict(community_id, part, owner.people, now_ms, registration)
+            self._adopt(community_id, owner_part, back, now_ms, registration)
+            self._place(community_id, back.tabs, owner_part, now_ms)
+        staying = [t for t in owner.tabs if t not in back.tabs]
+        if staying:
+            self._place(community_id, staying, part, now_ms)
+        return raw
 
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
         status, count, needs_index, recorded_at = raw
@@ -532,7 +832,7 @@ class VisitorTracker:
         ]
         outcomes = []
         for visit, raw in zip(visits, self._scripts.call_many("record", calls), strict=True):
-            if raw[0] == _OUTDATED:
+            if raw[0] in (_OUTDATED, _GATHER):
                 outcomes.append(self._record(visit, now_ms, pages=1, must_be_present=False))
                 continue
             self._after_record(visit, now_ms, raw[0])
@@ -558,7 +858,7 @@ class VisitorTracker:
                 raws[i] = raw
         outcomes = []
         for visit, raw in zip(visits, raws, strict=True):
-            if raw[0] == _OUTDATED:
+            if raw[0] in (_OUTDATED, _GATHER):
                 outcomes.append(self._record(visit, now_ms, pages=0, must_be_present=True))
                 continue
             self._after_record(visit, now_ms, raw[0])
@@ -569,8 +869,17 @@ class VisitorTracker:
     def remove_visitors(self, leaves: Sequence[tuple[str, str]], now_ms: int) -> list[int]:
         """Many leaves at once, `(community_id, connection)` each: the same as `remove_visitor`
         for each, in one pipeline on a single node."""
-        calls = [(CommunityKeys(c).state, self._remove_args(connection, now_ms)) for c, connection in leaves]
+        calls = [
+            (CommunityKeys(c, self._tab_part_of(c, connection)).state, self._remove_args(connection, now_ms))
+            for c, connection in leaves
+        ]
         return [int(count) for _left, count in self._scripts.call_many("remove", calls)]
+
+    def _tab_part_of(self, community_id: str, connection: str) -> int:
+        """The part a tab lives in (the tab directory of a split community; 0 if it holds none)."""
+        if self.parts_of(community_id) == 1:
+            return 0
+        return self._tab_part(community_id, stored_key(connection)) or 0
 
     def _remove_args(self, connection: str, now_ms: int) -> list[Any]:
         return RemoveArgs(
@@ -587,14 +896,18 @@ class VisitorTracker:
         """One connection leaves (pagehide); it counts for the leave grace, then its person goes
         with it unless another connection is open. Returns the live count afterwards."""
         args = self._remove_args(connection, now_ms)
-        _left, count = self._scripts.call("remove", CommunityKeys(community_id).state, args)
+        keys = CommunityKeys(community_id, self._tab_part_of(community_id, connection))
+        _left, count = self._scripts.call("remove", keys.state, args)
         return int(count)
 
     @live_state_errors
     def event_seen(self, community_id: str, event_id: str, now_ms: int) -> bool:
-        """Whether a page view with this event id was recorded within the dedup window."""
-        seen = self._client.zscore(CommunityKeys(community_id).events, event_member(event_id))
-        return seen is not None and now_ms - seen < self._dedup_ms
+        """Whether a page view with this event id was recorded within the dedup window (in any
+        part: a retry is its person's, in their part)."""
+        pipe = self._client.pipeline(transaction=False)
+        for part in range(self.parts_of(community_id)):
+            pipe.zscore(CommunityKeys(community_id, part).events, event_member(event_id))
+        return any(seen is not None and now_ms - seen < self._dedup_ms for seen in pipe.execute())
 
     @live_state_errors
     def record_drop(
@@ -612,7 +925,9 @@ class VisitorTracker:
 
     @live_state_errors
     def is_user_visiting(self, community_id: str, user_id: str, now_ms: int) -> bool:
-        score = self._client.zscore(CommunityKeys(community_id).live, authenticated_visitor_key(user_id))
+        member = authenticated_visitor_key(user_id)
+        keys = CommunityKeys(community_id, part_of(member, self.parts_of(community_id)))
+        score = self._client.zscore(keys.live, member)
         return score is not None and score > now_ms - self.window_ms
 
     @live_state_errors
@@ -625,19 +940,33 @@ class VisitorTracker:
         )
         if not candidates:
             return []
+        member = authenticated_visitor_key(user_id)
         pipe = self._client.pipeline(transaction=False)
         for community_id in candidates:
-            pipe.zscore(CommunityKeys(community_id).live, authenticated_visitor_key(user_id))
+            pipe.zscore(CommunityKeys(community_id, part_of(member, self.parts_of(community_id))).live, member)
         scores = pipe.execute()
         return [c for c, s in zip(candidates, scores, strict=True) if s is not None and s > cutoff]
 
     @live_state_errors
     def get_visitor_list(self, community_id: str, now_ms: int, *, offset: int = 0, limit: int = 50) -> VisitorPage:
-        """Live visitors, most recent activity first; only authenticated ones carry an id."""
-        args = ListVisitorsArgs(cutoff_ms=now_ms - self.window_ms, offset=offset, limit=limit)
-        total, page, records = self._scripts.call("list_visitors", CommunityKeys(community_id).state, args.values())
-        visitors = [decode_visitor(record) for record in records if record is not None]
-        has_more = offset + len(page) // 2 < total
+        """Live visitors, most recent activity first; only authenticated ones carry an id. A split
+        community's page is the first `offset + limit` of each part, merged in the same order."""
+        parts = self.parts_of(community_id)
+        # Each part answers its first offset + limit; their merge is the page.
+        first, size = (0, offset + limit) if parts > 1 else (offset, limit)
+        args = ListVisitorsArgs(cutoff_ms=now_ms - self.window_ms, offset=first, limit=size)
+        calls = [("list_visitors", CommunityKeys(community_id, part).state, args.values()) for part in range(parts)]
+        answers = self._scripts.call_each(calls) if parts > 1 else [self._scripts.call(*calls[0])]
+        total = sum(int(answer[0]) for answer in answers)
+        listed = [
+            (float(page[i + 1]), page[i], records[i // 2])
+            for _count, page, records in answers
+            for i in range(0, len(page), 2)
+        ]
+        if parts > 1:
+            listed = sorted(listed, key=lambda entry: (entry[0], entry[1]), reverse=True)[offset : offset + limit]
+        visitors = [decode_visitor(record) for _score, _member, record in listed if record is not None]
+        has_more = offset + len(listed) < total
         return VisitorPage(
             visitors=visitors,
             total_visitors=total,
@@ -647,45 +976,81 @@ class VisitorTracker:
     def _read_state(
         self, community_id: str, now_ms: int, *, series_hours: int = 0, community: Community | None = None
     ) -> _State:
-        keys = CommunityKeys(community_id)
+        """Every aggregate, from read_state.lua: in a split community, the other parts first (one
+        pipeline: a round trip per node), then part 0, which folds their calendar figures into its
+        own (README, "One community in N parts")."""
+        parts = self.parts_of(community_id, community)
         hours = [hour_id(now_ms - i * HOUR_MS) for i in range(series_hours)]
         for _attempt in (1, 2):
             registration = self.registration(community_id, community)
             buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
-            script_keys = ReadStateKeys(
-                **keys.state_fields,
-                peak_day=keys.peak(buckets[0]),
-                peak_week=keys.peak(buckets[1]),
-                peak_month=keys.peak(buckets[2]),
-                unique_day=keys.unique(buckets[0]),
-                unique_week=keys.unique(buckets[1]),
-                unique_month=keys.unique(buckets[2]),
-                meta=keys.meta,
-                closed=keys.closed,
+            others: list[_State] = []
+            opened = [0, 0, 0]
+            sketches: list[Any] = []  # raw bytes: a script argument may be bytes
+            if parts > 1:
+                calls = [
+                    self._read_call(community_id, k, now_ms, registration, buckets, hours) for k in range(1, parts)
+                ]
+                answers = self._scripts.call_each(calls, raw=True)
+                outdated = next((a for a in answers if a[0] is None), None)
+                if outdated is not None:
+                    self._outdated(community_id, registration, *_decoded(outdated[1:3]))
+                    continue
+                for answer in answers:
+                    state = self._state(_decoded(answer[:-1]), buckets)
+                    others.append(state)
+                    opened = [n + int(m) for n, m in zip(opened, answer[-2], strict=True)]
+                    sketches.extend(answer[-1])
+            name, keys, args = self._read_call(
+                community_id,
+                0,
+                now_ms,
+                registration,
+                buckets,
+                hours,
+                others_total=sum(o.total for o in others) if parts > 1 else -1,
+                others_opened=opened,
             )
-            args = ReadStateArgs(
-                cutoff_ms=now_ms - self.window_ms,
-                present_after_ms=now_ms - self.presence_ms,
-                community_version=registration.version,
-                day_bucket=bucket_descriptor(buckets[0]),
-                week_bucket=bucket_descriptor(buckets[1]),
-                month_bucket=bucket_descriptor(buckets[2]),
-                window_ms=self.window_ms,
-                bucket_margin_ms=BUCKET_MARGIN_MS,
-            )
-            raw = self._scripts.call(
-                "read_state", [*script_keys.values(), *(keys.series(h) for h in hours)], args.values()
-            )
+            raw = self._scripts.call(name, keys, [*args, *sketches])
             if raw[0] is None:
                 self._outdated(community_id, registration, raw[1], raw[2])
                 continue
-            return self._state(raw, buckets)
+            return sum_parts(self._state(raw, buckets), others)
         raise self._still_outdated(community_id, registration)
+
+    def _read_call(
+        self,
+        community_id: str,
+        part: int,
+        now_ms: int,
+        registration: Registration,
+        buckets: Sequence[Bucket],
+        hours: Sequence[str],
+        *,
+        others_total: int = -1,
+        others_opened: Sequence[int] = (0, 0, 0),
+    ) -> tuple[str, list[str], list[Any]]:
+        keys = CommunityKeys(community_id, part)
+        script_keys = ReadStateKeys(**keys.state_fields, **self._bucket_keys(keys, buckets))
+        args = ReadStateArgs(
+            cutoff_ms=now_ms - self.window_ms,
+            present_after_ms=now_ms - self.presence_ms,
+            **self._calendar_args(registration, now_ms),
+            window_ms=self.window_ms,
+            bucket_margin_ms=BUCKET_MARGIN_MS,
+            now_ms=now_ms,
+            with_sketches=int(part > 0),
+            others_total=others_total,
+            others_opened_day=others_opened[0],
+            others_opened_week=others_opened[1],
+            others_opened_month=others_opened[2],
+        )
+        return "read_state", [*script_keys.values(), *(keys.series(h) for h in hours)], args.values()
 
     @staticmethod
     def _state(raw: list[Any], buckets: list[Bucket]) -> _State:
         total, (auth, anon, cross), divisions, pairs, *peak_fields = raw[:7]
-        daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:]
+        daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:13]
         return _State(
             total=total,
             authenticated=_int(auth),
@@ -774,11 +1139,12 @@ class VisitorTracker:
     def get_timeline(self, community_id: str, now_ms: int, *, minutes: int = 60) -> list[TimelinePoint]:
         """Highest live count of each minute, oldest first (at most the last 48 hours)."""
         minutes = max(1, min(minutes, SERIES_HOURS * 60))
-        keys = CommunityKeys(community_id)
         pipe = self._client.pipeline(transaction=False)
-        for i in range((minutes + 59) // 60 + 1):
-            pipe.hgetall(keys.series(hour_id(now_ms - i * HOUR_MS)))
-        series = {int(m): int(n) for hour in pipe.execute() for m, n in hour.items()}
+        for part in range(self.parts_of(community_id)):
+            keys = CommunityKeys(community_id, part)
+            for i in range((minutes + 59) // 60 + 1):
+                pipe.hgetall(keys.series(hour_id(now_ms - i * HOUR_MS)))
+        series = _summed(((int(m), int(n)) for m, n in hour.items()) for hour in pipe.execute())
         return _timeline(series, now_ms, minutes)
 
     @live_state_errors
@@ -788,10 +1154,10 @@ class VisitorTracker:
         """Cumulative page views per cross-division pair on one day of the community's calendar
         (kept 35 days): the day's buckets (two where a change of zone split it) and their sum."""
         days = self.calendar_of(community_id, community).days_labelled(day_id)
-        keys = CommunityKeys(community_id)
         pipe = self._client.pipeline(transaction=False)
-        for day in days:
-            pipe.hgetall(keys.pair_history(day.key))
+        for part in range(self.parts_of(community_id, community)):
+            for day in days:
+                pipe.hgetall(CommunityKeys(community_id, part).pair_history(day.key))
         totals: dict[str, int] = {}
         for counts in cast(list[dict[str, str]], pipe.execute() if days else []):
             for pair, n in counts.items():
@@ -801,13 +1167,16 @@ class VisitorTracker:
     @live_state_errors
     def get_drop_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> DropCounts:
         day = self.calendar_of(community_id, community).bucket("day", now_ms)
-        counts = cast(dict[str, str], self._client.hgetall(CommunityKeys(community_id).drops(day.key)))
+        pipe = self._client.pipeline(transaction=False)
+        for part in range(self.parts_of(community_id, community)):
+            pipe.hgetall(CommunityKeys(community_id, part).drops(day.key))
+        counts = _summed(((r, int(n)) for r, n in drops.items()) for drops in pipe.execute())
         return DropCounts(
             day=day.id,
             time_zone=day.zone,
             start=iso(day.start_ms),
             end=iso(day.end_ms),
-            **{r: int(counts[r]) for r in DROP_REASONS if r in counts},
+            **{r: counts[r] for r in DROP_REASONS if r in counts},
         )
 
     @live_state_errors

@@ -20,6 +20,7 @@ from importlib.resources import files
 from typing import Any, ClassVar
 
 from redis import Redis
+from redis.client import NEVER_DECODE
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
@@ -28,9 +29,21 @@ Arg = str | int | float
 
 # Scripts that work on one community start with the shared prelude (its keys and helpers); those
 # that keep calendar figures also with the calendar's (`lua/calendar.lua`).
-COMMUNITY_SCRIPTS = ("record", "heartbeat", "remove", "prune", "read_state", "list_visitors", "install", "rolled")
-CALENDAR_SCRIPTS = ("record", "prune", "read_state", "install")
-INDEX_SCRIPTS = ("claim_due",)
+COMMUNITY_SCRIPTS = (
+    "record",
+    "heartbeat",
+    "remove",
+    "prune",
+    "read_state",
+    "list_visitors",
+    "install",
+    "rolled",
+    "evict",
+    "adopt",
+    "fold",
+)
+CALENDAR_SCRIPTS = ("record", "prune", "read_state", "install", "evict", "adopt", "fold")
+INDEX_SCRIPTS = ("claim_due", "place")
 
 
 class Contract:
@@ -129,6 +142,8 @@ class RecordArgs(Contract):
     community_version: str  # the registration the buckets come from; '' none known (tools, tests)
     bucket_margin_ms: int  # calendar keys outlive their bucket by this
     client: str  # the client's key, its field in the minute's rate counters ('' none)
+    check_tab: int  # 1 (a split community): answer 8 if the tab is unknown in this part
+    check_alt: int  # 1 (a split community): answer 8 if neither the person nor alt_member is live here
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +167,9 @@ class HeartbeatArgs(Contract):
     is_authenticated: int
     community_division: str
     visitor_division: str
-    has_alt_member: int  # the person may be live under another key: only `record` looks
+    # 1: the person may be live under another key, or (a split community) the tab or the person in
+    # another part: only `record` looks
+    look_elsewhere: int
     connection_rate_limit: int
     minute: int
     series_expire_at: int
@@ -241,6 +258,100 @@ class ReadStateArgs(Contract):
     month_bucket: str
     window_ms: int
     bucket_margin_ms: int
+    now_ms: int
+    with_sketches: int  # 1: a part of a split community other than 0, whose sketches part 0 folds in
+    others_total: int  # part 0 of a split community: the other parts' live count; -1 no other parts
+    others_opened_day: int  # the other parts' counts at the bucket's start, summed
+    others_opened_week: int
+    others_opened_month: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvictKeys(CommunityState):
+    """KEYS of evict and adopt: the state, the open buckets' keys (opened first), meta, closed."""
+
+    script: ClassVar[str] = "evict"
+    peak_day: str
+    peak_week: str
+    peak_month: str
+    unique_day: str
+    unique_week: str
+    unique_month: str
+    meta: str
+    closed: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptKeys(EvictKeys):
+    script: ClassVar[str] = "adopt"
+
+
+@dataclass(frozen=True, slots=True)
+class FoldKeys(EvictKeys):
+    script: ClassVar[str] = "fold"
+
+
+@dataclass(frozen=True, slots=True)
+class EvictArgs(Contract):
+    """ARGV of evict, then the people (or tabs) to take out."""
+
+    script: ClassVar[str] = "evict"
+    cutoff_ms: int
+    community_version: str
+    day_bucket: str
+    week_bucket: str
+    month_bucket: str
+    window_ms: int
+    bucket_margin_ms: int
+    by_tab: int  # 1: the names are tabs, whose people go
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptArgs(Contract):
+    """ARGV of adopt, then evict's answer."""
+
+    script: ClassVar[str] = "adopt"
+    cutoff_ms: int
+    community_version: str
+    day_bucket: str
+    week_bucket: str
+    month_bucket: str
+    window_ms: int
+    presence_ms: int
+    bucket_margin_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FoldArgs(Contract):
+    """ARGV of fold, then the other parts' sketches (day, week, month per part)."""
+
+    script: ClassVar[str] = "fold"
+    now_ms: int
+    community_version: str
+    day_bucket: str
+    week_bucket: str
+    month_bucket: str
+    bucket_margin_ms: int
+    total: int  # the live count of all parts
+    others_opened_day: int
+    others_opened_week: int
+    others_opened_month: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceKeys(Contract):
+    script: ClassVar[str] = "place"
+    tabs: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceArgs(Contract):
+    """ARGV of place, then the tabs."""
+
+    script: ClassVar[str] = "place"
+    now_ms: int
+    keep_ms: int
+    part: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +439,10 @@ KEY_CONTRACTS: tuple[type[Contract], ...] = (
     InstallKeys,
     RolledKeys,
     ClaimDueKeys,
+    EvictKeys,
+    AdoptKeys,
+    FoldKeys,
+    PlaceKeys,
 )
 ARG_CONTRACTS: tuple[type[Contract], ...] = (
     RecordArgs,
@@ -339,6 +454,10 @@ ARG_CONTRACTS: tuple[type[Contract], ...] = (
     RolledArgs,
     ListVisitorsArgs,
     ClaimDueArgs,
+    EvictArgs,
+    AdoptArgs,
+    FoldArgs,
+    PlaceArgs,
 )
 
 
@@ -388,6 +507,28 @@ class LuaScripts:
             results = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(result, NoScriptError) for result in results):
                 self._load(name)
+                continue
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return results
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def call_each(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]], *, raw: bool = False) -> list[Any]:
+        """Scripts for key sets in several slots, in one pipeline, which a cluster client splits by
+        node (one round trip per node): `EVALSHA` through `execute_command`, which its pipelines
+        pass on. Only for scripts that may safely run twice, as `call_many`. `raw`: replies keep
+        their bytes (a sketch is no text)."""
+        options: dict[str, Any] = {NEVER_DECODE: []} if raw else {}
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.execute_command("EVALSHA", self._shas[name], len(keys), *keys, *args, **options)
+            results = pipe.execute(raise_on_error=False)
+            missing = {name for (name, _k, _a), r in zip(calls, results, strict=True) if isinstance(r, NoScriptError)}
+            if attempt == 1 and missing:
+                for name in missing:
+                    self._load(name)
                 continue
             for result in results:
                 if isinstance(result, Exception):

@@ -317,7 +317,7 @@ def test_a_heartbeat_is_counted_in_a_new_day_once(tracker: VisitorTracker, commu
     first = tracker.client.hgetall(peak_key)
     tracker.update_visitor_activity(visit(community_id, user("owl")), midnight + 30 * SECOND)
 
-    assert first == {"count": "1", "at": str(midnight)}
+    assert first == {"count": "1", "at": str(midnight), "opened": "1"}
     assert tracker.client.hgetall(peak_key) == first
     assert tracker.get_unique_visitors(community_id, midnight + MINUTE).daily == 1
     assert tracker.get_peak_counts(community_id, midnight + MINUTE).daily == 1

@@ -149,3 +149,29 @@ def test_a_directory_reset_behind_redis_is_followed_not_refused(function_env: No
 
     assert answer.status == 200, answer.body
     assert answer.json()["community_division"] == "gatineau"
+
+
+def test_a_community_is_split_into_parts_on_a_live_community(function_env: None) -> None:
+    # Given a community in one part with live visitors (README, "One community in N parts")
+    cid = "hot"
+    assert put(cid, {"slug": cid, "name": "Hot", "division_id": "quebec"}).json()["parts"] == 1
+    url = {"url": "https://platform.example/c/hot/"}
+    for n, division in enumerate(["quebec", "montreal", "laval", None]):
+        assert beacon(cid, url, headers=bearer(f"hot-{n}", division), now_ms=T0 + n).status == 200
+
+    # When the admin splits it in four, then renames it without saying how many parts
+    split = put(cid, {"slug": cid, "name": "Hot", "division_id": "quebec", "parts": 4}, now_ms=T0 + SECOND)
+    renamed = put(cid, {"slug": cid, "name": "Hotter", "division_id": "quebec"}, now_ms=T0 + 2 * SECOND)
+    refused = put(cid, {"slug": cid, "name": "Hot", "parts": 65}, now_ms=T0 + 3 * SECOND)
+
+    # Then it is in four parts, everyone still counted once, and the next beacons go on
+    assert (split.json()["parts"], renamed.json()["parts"], refused.status) == (4, 4, 422)
+    assert beacon(cid, url, headers=bearer("hot-4", "laval"), now_ms=T0 + 4 * SECOND).status == 200
+    summary = stats(cid, "summary", T0 + 5 * SECOND)
+    assert summary["stats"]["total_visitors"] == 5
+    assert {d["division_id"]: d["count"] for d in summary["divisions"]} == {
+        "quebec": 1,
+        "montreal": 1,
+        "laval": 2,
+        None: 1,
+    }

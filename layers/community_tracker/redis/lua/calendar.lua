@@ -103,10 +103,12 @@ local function open_buckets(plan, keys, meta, closed, window_ms, margin_ms)
           redis.call('PFADD', unique, unpack(live, first, math.min(first + CARRY_CHUNK - 1, #live)))
         end
         expire_at_ms(unique, wanted.end_ms + margin_ms)
+        -- `opened`: who this part held at the start, which the parts of a split community sum.
+        redis.call('HSET', peak, 'opened', #live)
         if #live > tonumber(redis.call('HGET', peak, 'count') or '0') then
           redis.call('HSET', peak, 'count', #live, 'at', wanted.start_ms)
-          expire_at_ms(peak, wanted.end_ms + margin_ms)
         end
+        expire_at_ms(peak, wanted.end_ms + margin_ms)
         changed = true
       end
       wanted.state = 'open'
@@ -125,5 +127,46 @@ local function calendar_changed(wanted, meta, closed, margin_ms)
     queue_closed(closed, wanted.period, wanted, margin_ms)
   else
     redis.call('HSET', meta, 'dirty', 1)
+  end
+end
+
+-- A split community keeps its calendar figures in part 0 (README, "One community in N parts"): a
+-- read or cleanup that has read the other parts folds theirs in. Each peak rises to the people live
+-- in all parts now (`total`) and to the sum of the parts' counts at the bucket's start (`opened`,
+-- the others' sum per period: this part's own is added here); each unique-visitor sketch becomes
+-- the union of its own and the others' (`sketches[i]`, raw as GET returns them, '' none), merged
+-- through `scratch`, which is deleted again. Figures only ever rise, so folding twice changes nothing.
+local function fold_parts(plan, keys, meta, closed, margin_ms, now_ms, total, opened, sketches, scratch)
+  for i, wanted in ipairs(plan) do
+    local peak, unique = keys[i].peak, keys[i].unique
+    local changed = false
+    local best, at = total, now_ms
+    local at_start = opened[i] + tonumber(redis.call('HGET', peak, 'opened') or '0')
+    if at_start > best then
+      if not wanted.start_ms then
+        parse_bucket(wanted.descriptor, wanted)
+      end
+      best, at = at_start, wanted.start_ms
+    end
+    if best > tonumber(redis.call('HGET', peak, 'count') or '0') then
+      redis.call('HSET', peak, 'count', best, 'at', at)
+      expire_at_ms(peak, bucket_end(wanted) + margin_ms)
+      changed = true
+    end
+    local before = redis.call('PFCOUNT', unique)
+    for _, sketch in ipairs(sketches[i]) do
+      if sketch ~= '' then
+        redis.call('SET', scratch, sketch)
+        redis.pcall('PFMERGE', unique, scratch)
+        redis.call('DEL', scratch)
+      end
+    end
+    if redis.call('PFCOUNT', unique) > before then
+      expire_at_ms(unique, bucket_end(wanted) + margin_ms)
+      changed = true
+    end
+    if changed then
+      calendar_changed(wanted, meta, closed, margin_ms)
+    end
   end
 end

@@ -13,7 +13,7 @@ local connection = ARGV[4]
 local is_authenticated = ARGV[5]
 local community_division = ARGV[6]
 local visitor_division = ARGV[7]
-local has_alt_member = ARGV[8]
+local look_elsewhere = ARGV[8]
 local connection_rate_limit = tonumber(ARGV[9])
 local minute = ARGV[10]
 local series_expire_at = ARGV[11]
@@ -38,8 +38,9 @@ prune(cutoff_ms, true)
 local state = redis.call('HGET', CONN_PEOPLE, connection)
 local raw = redis.call('HGET', VISITORS, member)
 if not raw then
-  -- Nobody to keep live, unless the tab is someone else's or the person is under another key.
-  if state or has_alt_member == '1' then
+  -- Nobody to keep live, unless the tab is someone else's, the person is under another key, or
+  -- (a split community) either is in another part.
+  if state or look_elsewhere == '1' then
     return ELSEWHERE
   end
   return {4, redis.call('ZCARD', LIVE), 0, now_ms}

@@ -19,7 +19,19 @@ local week_bucket = ARGV[5]
 local month_bucket = ARGV[6]
 local window_ms = tonumber(ARGV[7])
 local bucket_margin_ms = tonumber(ARGV[8])
+local now_ms = tonumber(ARGV[9])
+local with_sketches = ARGV[10]
+local others_total = tonumber(ARGV[11])
+local others_opened_day = tonumber(ARGV[12])
+local others_opened_week = tonumber(ARGV[13])
+local others_opened_month = tonumber(ARGV[14])
 local FIRST_SERIES = 17
+-- A split community (README, "One community in N parts"): the other parts are read first, each
+-- with `with_sketches` '1' (its raw unique-visitor sketches come back too); part 0 is read last
+-- with their live count (`others_total`; -1: no other parts), their counts at each bucket's start
+-- and, after the fixed ARGV, their sketches, day, week and month per part: it folds them into its
+-- own figures (calendar.lua), which are then the community's.
+local others_sketches = {unpack(ARGV, 15)}
 -- Returns the aggregates below, or {false, installed version, calendar, division} when the
 -- community's registration in Redis is not the caller's (calendar.lua; nothing is written then).
 -- A bucket that starts before this read is opened first, so its peak is never below the people
@@ -28,12 +40,30 @@ local calendar, installed = plan_calendar(META, community_version, {day_bucket, 
 if not calendar then
   return {false, installed[1], installed[2], installed[3]}
 end
-open_buckets(calendar, {
+local calendar_keys = {
   {peak = PEAK_DAY, unique = UNIQUE_DAY},
   {peak = PEAK_WEEK, unique = UNIQUE_WEEK},
   {peak = PEAK_MONTH, unique = UNIQUE_MONTH},
-}, META, CLOSED, window_ms, bucket_margin_ms)
+}
+open_buckets(calendar, calendar_keys, META, CLOSED, window_ms, bucket_margin_ms)
 local total, counts, divisions, pairs_, connections = live_counts(cutoff_ms)
+if others_total >= 0 then
+  local sketches = {{}, {}, {}}
+  for i, sketch in ipairs(others_sketches) do
+    local period = sketches[(i - 1) % 3 + 1]
+    period[#period + 1] = sketch
+  end
+  fold_parts(calendar, calendar_keys, META, CLOSED, bucket_margin_ms, now_ms, total + others_total,
+    {others_opened_day, others_opened_week, others_opened_month}, sketches, STATE_PREFIX .. 'uv:fold')
+end
+local opened = {}
+local own_sketches = {}
+for i, keys in ipairs(calendar_keys) do
+  opened[i] = tonumber(redis.call('HGET', keys.peak, 'opened') or '0')
+  if with_sketches == '1' then
+    own_sketches[i] = redis.call('GET', keys.unique) or ''
+  end
+end
 local series = {}
 for i = FIRST_SERIES, #KEYS do
   series[#series + 1] = redis.call('HGETALL', KEYS[i])
@@ -52,4 +82,6 @@ return {
   series,
   redis.call('ZCOUNT', PRESENT, '(' .. present_after_ms, '+inf'),
   connections,
+  opened,
+  own_sketches,
 }

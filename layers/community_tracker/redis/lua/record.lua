@@ -46,11 +46,14 @@ local index_refresh_ms = tonumber(ARGV[28])
 local community_version = ARGV[29]
 local bucket_margin_ms = tonumber(ARGV[30])
 local client = ARGV[31]
+local check_tab = ARGV[32]
+local check_alt = ARGV[33]
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
 -- 3 rate limited, 4 not present, 5 too many new anonymous people from one client. "Recorded
 -- at" is when the event id was first seen (now, unless a duplicate). Status 6: the community's
 -- registration in Redis is not the caller's, then {6, live count, 0, now, installed version,
--- calendar, division} (calendar.lua), and nothing was written.
+-- calendar, division} (calendar.lua), and nothing was written. Status 8, in a split community:
+-- someone to bring from another part first (see below); nothing of the beacon was written.
 --
 -- A heartbeat of a live connection is the most common beacon by far (4 in 5): heartbeat.lua
 -- takes most of them; those it sends here still skip what only a page view needs (no dedup
@@ -66,6 +69,17 @@ if not calendar then
 end
 open_buckets(calendar, CALENDAR_KEYS, META, CLOSED, window_ms, bucket_margin_ms)
 prune(cutoff_ms, true)
+
+-- In a split community (README, "One community in N parts") a tab unknown in this part may be
+-- someone's in another (a login, a logout: `check_tab`), and a person not live here may be live
+-- under their other key in the part of that key (`check_alt`). The caller then finds them (the
+-- beacon goes to the other key's part, the tab's person comes here: evict.lua, adopt.lua) and
+-- sends the beacon again, without the checks. {8, live count, 0, now, the person is live here}.
+local member_here = redis.call('HEXISTS', VISITORS, member)
+if (check_tab == '1' and redis.call('HEXISTS', CONN_PEOPLE, connection) == 0)
+  or (check_alt == '1' and member_here == 0 and redis.call('HEXISTS', VISITORS, alt_member) == 0) then
+  return {8, redis.call('ZCARD', LIVE), 0, now_ms, member_here}
+end
 
 local function count_drop(reason)
   if redis.call('HINCRBY', DROPS, reason, 1) == 1 then

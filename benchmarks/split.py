@@ -1,0 +1,143 @@
+"""Figure 9: one hot community split into parts, ingest on the test cluster (3 masters).
+
+The same workload on two communities of the cluster that `tests/conftest.py` starts
+(`infra.redis_servers.start_cluster`): one in one part, one in `PARTS` parts. `PEOPLE` people with a
+tab each arrive (page views), then beacons go on for `ROUNDS` rounds: in each, every person sends a
+heartbeat, except one round in five, a page view (4 heartbeats per page view, as figure 8). A
+round is one batch through the tracker, one call after another (a cluster client sends a script
+per call).
+
+What a split buys is spread: a community's beacons no longer all land on one master. So the
+figures are each master's script time (`INFO commandstats`, `evalsha` usec: what redis-server
+spends executing the scripts, whatever else runs on this small machine), and the share of the
+busiest master:
+
+- the busiest master's Redis time per beacon, split vs one part: the per-shard load one person
+  adds, so what one community of N parts holds is about 1 / this ratio times one part's;
+- client beacons per second, split vs one part: what the split costs the caller (the first page
+  view of a tab in a split community asks the tab directory, a second and third round trip);
+- a summary read of the split community vs the one-part community (each part read once).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from redis.cluster import RedisCluster
+
+from benchmarks.harness import Figure, figure, progress, wall_ms
+from community_tracker.models import Community, Visit, VisitorIdentity, anonymous_visitor_key
+from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from infra.redis_servers import start_cluster
+
+PEOPLE = 2_000
+ROUNDS = 10
+PARTS = 6  # two parts per master, if the slots fall that way (their tags decide)
+READS = 50
+
+
+def _community(community_id: str, parts: int) -> Community:
+    return Community(
+        community_id=community_id, slug=community_id, name=community_id, division_id="quebec", version=1, parts=parts
+    )
+
+
+def _visits(community: Community) -> list[Visit]:
+    return [
+        Visit(
+            community_id=community.community_id,
+            community_division=community.division_id,
+            visitor=VisitorIdentity(
+                key=anonymous_visitor_key(f"{i:032x}"),
+                user_id=None,
+                division_id=["quebec", "laval", None][i % 3],
+                is_authenticated=False,
+            ),
+            connection_key=f"c:split-tab-{i}",
+            community_version=community.version,
+            calendar=community.calendar(),
+            parts=community.parts,
+        )
+        for i in range(PEOPLE)
+    ]
+
+
+def _script_usec(client: RedisCluster) -> dict[str, float]:
+    """`evalsha` time per master so far (usec)."""
+    stats = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+    return {node: float(info.get("cmdstat_evalsha", {}).get("usec", 0)) for node, info in stats.items()}
+
+
+def _ingest(client: RedisCluster, tracker: VisitorTracker, community: Community) -> tuple[float, float, int]:
+    """(busiest master's script usec, client seconds, beacons) of one community's workload."""
+    assert tracker.install_community(community, wall_ms())
+    visits = _visits(community)
+    client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
+    beacons = 0
+    started = time.perf_counter()
+    tracker.add_visitors(visits, wall_ms())
+    beacons += len(visits)
+    for round_index in range(ROUNDS):
+        if round_index % 5 == 4:
+            tracker.add_visitors(visits, wall_ms())
+        else:
+            tracker.update_visitors_activity(visits, wall_ms())
+        beacons += len(visits)
+    seconds = time.perf_counter() - started
+    usec = _script_usec(client)
+    progress(f"{community.parts} part(s): {beacons:,} beacons in {seconds:.1f} s; evalsha usec per master {usec}")
+    return max(usec.values()), seconds, beacons
+
+
+def _read_seconds(call: Callable[[], Any]) -> float:
+    call()
+    started = time.perf_counter()
+    for _ in range(READS):
+        call()
+    return (time.perf_counter() - started) / READS
+
+
+def run(_redis_url: str) -> list[Figure]:
+    cluster = start_cluster(Path(tempfile.mkdtemp(prefix="vt-bench-cluster-")))
+    try:
+        client = RedisCluster.from_url(cluster.url, decode_responses=True)
+        tracker = tracker_for(client, window_seconds=300, dedup_seconds=600)
+        whole, split = _community("bench-whole", 1), _community("bench-split", PARTS)
+        busiest_whole, seconds_whole, beacons = _ingest(client, tracker, whole)
+        busiest_split, seconds_split, _ = _ingest(client, tracker, split)
+        read_whole = _read_seconds(lambda: tracker.get_summary(whole.community_id, wall_ms(), community=whole))
+        read_split = _read_seconds(lambda: tracker.get_summary(split.community_id, wall_ms(), community=split))
+        client.close()
+    finally:
+        cluster.stop()
+    per_beacon_whole, per_beacon_split = busiest_whole / beacons, busiest_split / beacons
+    return [
+        figure(
+            f"split community on the 3-master cluster: busiest master's script time per beacon, {PARTS} parts "
+            f"vs 1 part ({PEOPLE:,} people, 4 heartbeats per page view)",
+            per_beacon_split,
+            "us",
+            per_beacon_whole,
+            of="1 part",
+            at_most=0.5,
+        ),
+        figure(
+            f"split community on the 3-master cluster: client beacons per second, {PARTS} parts vs 1 part",
+            beacons / seconds_split,
+            "beacons/s",
+            beacons / seconds_whole,
+            of="1 part",
+            at_least=0.8,
+        ),
+        figure(
+            f"split community on the 3-master cluster: one summary read, {PARTS} parts vs 1 part",
+            read_split * 1000,
+            "ms",
+            read_whole * 1000,
+            of="1 part",
+        ),
+    ]

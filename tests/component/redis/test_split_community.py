@@ -1,0 +1,142 @@
+"""A community split into parts (README, "One community in N parts") on a real Redis, one node and
+the 3-master cluster: a login or logout moving a tab between people of different parts, and a change
+of the number of parts on a live community, answer what the same community in one part answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from community_tracker.models import Community, VisitorIdentity
+from community_tracker.redis.keys import CommunityKeys, part_of, stored_key
+from community_tracker.redis.live_state import VisitorTracker, tracker_for
+from community_tracker.redis.scripts import RedisClient
+from tests.builders import MINUTE, SECOND, T0, anonymous, tab, user, visit
+
+PARTS = 4
+
+
+def registered(tracker: VisitorTracker, parts: int, *, division: str = "quebec") -> Community:
+    community_id = f"split-{uuid.uuid4().hex[:12]}"
+    community = Community(
+        community_id=community_id, slug=community_id, name="split", division_id=division, version=1, parts=parts
+    )
+    assert tracker.install_community(community, T0 - MINUTE)
+    return community
+
+
+def answers(tracker: VisitorTracker, community: Community, now_ms: int) -> dict[str, Any]:
+    """Everything a reader sees of a community, but its id and its timeline (a split community's
+    sums its parts' highest count of each minute: README, "One community in N parts")."""
+    summary = tracker.get_summary(community.community_id, now_ms, timeline_minutes=5, community=community)
+    page = tracker.get_visitor_list(community.community_id, now_ms, limit=100)
+    return {
+        "summary": summary.model_dump(exclude={"community_id", "peak_details", "timeline"}),
+        "visitors": [v.model_dump() for v in page.visitors],
+        "total": page.total_visitors,
+    }
+
+
+def in_other_parts(first: VisitorIdentity, candidates: Callable[[int], VisitorIdentity]) -> VisitorIdentity:
+    """The first candidate whose part (of PARTS) is not `first`'s."""
+    home = part_of(stored_key(first.key), PARTS)
+    return next(c for c in map(candidates, range(100)) if part_of(stored_key(c.key), PARTS) != home)
+
+
+@pytest.fixture
+def tracker(redis_client: RedisClient) -> VisitorTracker:
+    return tracker_for(redis_client, window_seconds=300, dedup_seconds=600)
+
+
+def test_a_login_and_a_logout_across_parts_are_one_person(tracker: VisitorTracker) -> None:
+    browser = anonymous("split-browser", "montreal")
+    account = in_other_parts(browser, lambda i: user(f"split-user-{i}", "laval"))
+    whole, split = registered(tracker, 1), registered(tracker, PARTS)
+
+    def both(step: Callable[[Community], object]) -> None:
+        step(whole)
+        step(split)
+
+    # Given an anonymous browser with two tabs, three pages
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("a")), T0))
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("a")), T0 + 1))
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("b")), T0 + 2))
+    # When one tab signs in: the browser keeps its other tab, so two people
+    login = T0 + 10 * SECOND
+    both(lambda c: tracker.add_visitor(visit(c.community_id, account, c.division_id, connection=tab("a")), login))
+    assert answers(tracker, split, login) == answers(tracker, whole, login)
+    assert answers(tracker, split, login)["total"] == 2
+    # and then the other (a heartbeat: identify reached it): the browser folds into the user
+    both(
+        lambda c: tracker.update_visitor_activity(
+            visit(c.community_id, account, c.division_id, connection=tab("b")), login + 1
+        )
+    )
+    assert answers(tracker, split, login + 1) == answers(tracker, whole, login + 1)
+    only = answers(tracker, split, login + 1)
+    assert only["total"] == 1
+    assert only["visitors"][0]["user_id"] == account.user_id
+    assert only["visitors"][0]["pages_viewed"] == 4
+    # When both tabs sign out, one after the other: one anonymous person again
+    logout = login + MINUTE
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("a")), logout))
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("b")), logout + 1))
+    assert answers(tracker, split, logout + 1) == answers(tracker, whole, logout + 1)
+    assert answers(tracker, split, logout + 1)["total"] == 1
+    # and a leave of a tab that moved parts is found where it went
+    both(lambda c: tracker.remove_visitor(c.community_id, tab("a"), logout + 2))
+    both(lambda c: tracker.remove_visitor(c.community_id, tab("b"), logout + 2))
+    later = logout + 20 * SECOND
+    assert answers(tracker, split, later) == answers(tracker, whole, later)
+    assert answers(tracker, split, later)["total"] == 0
+
+
+@pytest.mark.parametrize("changes", [(1, 4), (4, 3), (4, 1), (1, 7, 2)], ids=lambda c: "-".join(map(str, c)))
+def test_a_change_of_parts_on_a_live_community_loses_nobody_and_counts_nobody_twice(
+    tracker: VisitorTracker, changes: tuple[int, ...]
+) -> None:
+    # Given a live community: people with one or two tabs (one left), in several divisions
+    whole, community = registered(tracker, 1), registered(tracker, changes[0])
+    people = [user(f"mover-{i}", ["quebec", "laval", None][i % 3]) for i in range(12)]
+    people += [anonymous(f"mover-browser-{i}", ["montreal", None][i % 2]) for i in range(12)]
+    for c in (whole, community):
+        for i, person in enumerate(people):
+            at = T0 + i * SECOND
+            tracker.add_visitor(visit(c.community_id, person, c.division_id, connection=tab(f"m{i}")), at)
+            if i % 4 == 0:
+                tracker.add_visitor(visit(c.community_id, person, c.division_id, connection=tab(f"n{i}")), at + 1)
+            if i % 8 == 0:
+                tracker.remove_visitor(c.community_id, tab(f"n{i}"), at + 2)
+    now = T0 + MINUTE
+    before = answers(tracker, whole, now)
+    assert answers(tracker, community, now) == before
+    assert before["total"] == len(people)
+
+    # When the number of parts changes (a new registration), each time
+    for parts in changes[1:]:
+        community = community.model_copy(update={"parts": parts, "version": community.version + 1})
+        assert tracker.install_community(community, now)
+        # Then every reader sees what it saw, and everyone is in their part under the new number
+        assert answers(tracker, community, now) == before
+        for person in people:
+            member = stored_key(person.key)
+            holders = [
+                p
+                for p in range(max(changes))
+                if tracker.client.hexists(CommunityKeys(community.community_id, p).visitors, member)
+            ]
+            assert holders == [part_of(member, parts)]
+
+    # And the next beacons, leaves included, go on as in one part
+    later = now + 30 * SECOND
+    for c in (whole, community):
+        for i, person in enumerate(people):
+            outcome = tracker.update_visitor_activity(
+                visit(c.community_id, person, c.division_id, connection=tab(f"m{i}")), later
+            )
+            assert outcome.status == "counted"
+        tracker.remove_visitor(c.community_id, tab("n4"), later + 1)
+    assert answers(tracker, community, later + SECOND) == answers(tracker, whole, later + SECOND)
