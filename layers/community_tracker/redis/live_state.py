@@ -22,12 +22,16 @@ from redis.client import NEVER_DECODE
 from community_tracker.errors import CommunityOutdated, LiveStateUnavailable
 from community_tracker.factories import cached_factory
 from community_tracker.models import (
+    CONTEXT_DIMENSIONS,
     DROP_REASONS,
     AddVisitorResult,
     CalendarBucket,
     Checkpoint,
     CheckpointBucket,
     Community,
+    ContextCounts,
+    ContextDimension,
+    ContextTop,
     CrossDivisionPair,
     CrossDivisionStats,
     DivisionCount,
@@ -44,7 +48,9 @@ from community_tracker.models import (
     VisitOutcome,
     VisitStatus,
     authenticated_visitor_key,
+    context_top,
     is_cross_division,
+    live_context,
     percentage,
 )
 from community_tracker.observability import logger
@@ -205,6 +211,7 @@ class _State:
     series: dict[int, int]
     present: int
     connections: int
+    context: ContextCounts  # empty unless asked for
 
     def stats(self) -> VisitorStats:
         return VisitorStats(
@@ -251,8 +258,12 @@ class VisitorTracker:
         index_refresh_seconds: int = 60,
         index_shards: int = 16,
         default_time_zone: str = "UTC",
+        context_values: int = 500,
+        context_top: int = 10,
     ) -> None:
         self._client = client
+        self._context_values = context_values
+        self.context_top = context_top
         self._default_calendar = zone_calendar(default_time_zone)
         # community -> the registration Redis was last seen holding (for callers without one)
         self._known: dict[str, tuple[str, Calendar]] = {}
@@ -433,6 +444,7 @@ class VisitorTracker:
         day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
         visitor = visit.visitor
+        context = visit.context
         script_keys = RecordKeys(
             **keys.state_fields,
             peak_day=keys.peak(day),
@@ -484,6 +496,11 @@ class VisitorTracker:
             community_version=registration.version,
             bucket_margin_ms=BUCKET_MARGIN_MS,
             client=visit.client_key or "",
+            page=context.page if context else "",
+            referrer=context.referrer if context else "",
+            device=context.device if context else "",
+            country=context.country if context else "",
+            context_cap=self._context_values,
         )
         return script_keys.values(), args.values()
 
@@ -645,7 +662,13 @@ class VisitorTracker:
         )
 
     def _read_state(
-        self, community_id: str, now_ms: int, *, series_hours: int = 0, community: Community | None = None
+        self,
+        community_id: str,
+        now_ms: int,
+        *,
+        series_hours: int = 0,
+        community: Community | None = None,
+        with_context: bool = False,
     ) -> _State:
         keys = CommunityKeys(community_id)
         hours = [hour_id(now_ms - i * HOUR_MS) for i in range(series_hours)]
@@ -672,6 +695,7 @@ class VisitorTracker:
                 month_bucket=bucket_descriptor(buckets[2]),
                 window_ms=self.window_ms,
                 bucket_margin_ms=BUCKET_MARGIN_MS,
+                with_context=int(with_context),
             )
             raw = self._scripts.call(
                 "read_state", [*script_keys.values(), *(keys.series(h) for h in hours)], args.values()
@@ -685,7 +709,7 @@ class VisitorTracker:
     @staticmethod
     def _state(raw: list[Any], buckets: list[Bucket]) -> _State:
         total, (auth, anon, cross), divisions, pairs, *peak_fields = raw[:7]
-        daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:]
+        daily_unique, weekly_unique, monthly_unique, series, present, connections, context = raw[7:]
         return _State(
             total=total,
             authenticated=_int(auth),
@@ -706,6 +730,7 @@ class VisitorTracker:
             series={int(m): int(n) for flat in series for m, n in _pairs(flat)},
             present=present,
             connections=connections,
+            context={d: dict(_pairs(flat)) for d, flat in zip(CONTEXT_DIMENSIONS, context or (), strict=False)},
         )
 
     # Each aggregate read takes the caller's `community` when it has one (a function that read the
@@ -757,7 +782,7 @@ class VisitorTracker:
     ) -> Summary:
         """Everything a dashboard needs, from one script call."""
         hours = (timeline_minutes + 59) // 60 + 1
-        state = self._read_state(community_id, now_ms, series_hours=hours, community=community)
+        state = self._read_state(community_id, now_ms, series_hours=hours, community=community, with_context=True)
         return Summary(
             community_id=community_id,
             stats=state.stats(),
@@ -767,8 +792,32 @@ class VisitorTracker:
             peak_details=state.peaks,
             unique_visitors=state.unique,
             timeline=_timeline(state.series, now_ms, timeline_minutes),
+            context=live_context(state.context, self.context_top),
             timestamp=iso(now_ms),
         )
+
+    @live_state_errors
+    def get_context_counts(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> tuple[int, ContextCounts]:
+        """The people live and, per dimension, every value kept -> its live people: the plain,
+        summable answer (a community kept in parts adds its parts' counters)."""
+        state = self._read_state(community_id, now_ms, community=community, with_context=True)
+        return state.total, state.context
+
+    @live_state_errors
+    def get_context(
+        self,
+        community_id: str,
+        now_ms: int,
+        dimension: ContextDimension,
+        *,
+        limit: int,
+        community: Community | None = None,
+    ) -> tuple[int, ContextTop]:
+        """The people live, and one dimension of their context: its `limit` largest values and the rest."""
+        total, counts = self.get_context_counts(community_id, now_ms, community=community)
+        return total, context_top(counts.get(dimension, {}), limit)
 
     @live_state_errors
     def get_timeline(self, community_id: str, now_ms: int, *, minutes: int = 60) -> list[TimelinePoint]:
@@ -876,4 +925,6 @@ def get_tracker() -> VisitorTracker:
         index_refresh_seconds=settings.index_refresh_seconds,
         index_shards=settings.index_shards,
         default_time_zone=settings.default_time_zone,
+        context_values=settings.context_values,
+        context_top=settings.context_top,
     )

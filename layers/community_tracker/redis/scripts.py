@@ -129,6 +129,13 @@ class RecordArgs(Contract):
     community_version: str  # the registration the buckets come from; '' none known (tools, tests)
     bucket_margin_ms: int  # calendar keys outlive their bucket by this
     client: str  # the client's key, its field in the minute's rate counters ('' none)
+    # The page view's live context (`context.PageContext`); '' keeps the person's value (a
+    # heartbeat, a referrer from the site itself), or gives a new person the default.
+    page: str
+    referrer: str
+    device: str
+    country: str
+    context_cap: int  # distinct values kept per dimension; a new one beyond is counted as "(other)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +248,7 @@ class ReadStateArgs(Contract):
     month_bucket: str
     window_ms: int
     bucket_margin_ms: int
+    with_context: int  # 1: the live context too
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,9 +180,17 @@ def test_summary_has_everything_and_an_etag(busy: Community) -> None:
         "peak_details",
         "unique_visitors",
         "timeline",
+        "context",
         "timestamp",
     }
     assert body["stats"]["total_visitors"] == 3
+    # Beacons without a page's details: every person under each dimension's default
+    assert body["context"] == {
+        "pages": {"top": [{"value": "(unknown)", "people": 3}], "other": 0},
+        "referrers": {"top": [{"value": "(direct)", "people": 3}], "other": 0},
+        "devices": {"top": [{"value": "other", "people": 3}], "other": 0},
+        "countries": {"top": [{"value": "unknown", "people": 3}], "other": 0},
+    }
     assert body["peaks"] == {"daily": 3, "weekly": 3, "monthly": 3}
     assert len(body["timeline"]) == 5
     assert answer.headers["etag"].startswith('W/"')

@@ -19,6 +19,8 @@ local week_bucket = ARGV[5]
 local month_bucket = ARGV[6]
 local window_ms = tonumber(ARGV[7])
 local bucket_margin_ms = tonumber(ARGV[8])
+-- '1': the live context too (community.lua, live_context).
+local with_context = ARGV[9]
 local FIRST_SERIES = 17
 -- Returns the aggregates below, or {false, installed version, calendar, division} when the
 -- community's registration in Redis is not the caller's (calendar.lua; nothing is written then).
@@ -52,4 +54,5 @@ return {
   series,
   redis.call('ZCOUNT', PRESENT, '(' .. present_after_ms, '+inf'),
   connections,
+  with_context == '1' and live_context(cutoff_ms) or false,
 }

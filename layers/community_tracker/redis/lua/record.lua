@@ -46,6 +46,12 @@ local index_refresh_ms = tonumber(ARGV[28])
 local community_version = ARGV[29]
 local bucket_margin_ms = tonumber(ARGV[30])
 local client = ARGV[31]
+-- The page view's context ('' keeps the person's value: community.lua, set_context).
+local page = ARGV[32]
+local referrer = ARGV[33]
+local device = ARGV[34]
+local country = ARGV[35]
+local context_cap = tonumber(ARGV[36])
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
 -- 3 rate limited, 4 not present, 5 too many new anonymous people from one client. "Recorded
 -- at" is when the event id was first seen (now, unless a duplicate). Status 6: the community's
@@ -213,6 +219,7 @@ if not raw or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d 
   redis.call('SADD', GROUPS, group_of(rec))
 end
 rec.u = user_id
+set_context(rec, {page, referrer, device, country}, folded and folded.x, context_cap)
 if rec.k[#rec.k] ~= connection then
   rec.k = without(rec.k, connection)
   rec.k[#rec.k + 1] = connection
