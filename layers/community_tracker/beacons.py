@@ -23,6 +23,7 @@ from community_tracker.models import (
     Community,
     DropReason,
     Frozen,
+    PageContext,
     Visit,
     VisitEvent,
     VisitMetadata,
@@ -76,6 +77,7 @@ class Beacon:
     event_id: str | None = None
     url: str | None = None
     referrer: str | None = None
+    context: PageContext | None = None  # a page view's live context (`context.page_context`)
 
     def visit(self) -> Visit:
         # Every field was checked on its way into the beacon (the route's parameters and body,
@@ -90,6 +92,7 @@ class Beacon:
             client_key=self.client_key,
             community_version=self.community.version,
             calendar=self.community.calendar(),
+            context=self.context,
         )
 
 
