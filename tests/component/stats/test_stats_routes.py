@@ -284,7 +284,9 @@ def test_is_user_visiting(busy: Community) -> None:
 # -- access rules ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", ["stats", "divisions", "cross-division", "peaks", "summary", "timeline", "drops"])
+@pytest.mark.parametrize(
+    "suffix", ["stats", "divisions", "cross-division", "peaks", "summary", "timeline", "drops", "context/pages"]
+)
 def test_aggregates_need_a_token_by_default(busy: Community, suffix: str) -> None:
     anonymous_answer = community_get(busy, suffix, headers={})
     forged = community_get(busy, suffix, headers={"authorization": "Bearer not.a.token"})
@@ -299,6 +301,7 @@ def test_public_counts_open_aggregates_but_not_lists(busy: Community, monkeypatc
     reset_factories()
 
     assert community_get(busy, "stats", headers={}).status == 200
+    assert community_get(busy, "context/devices", headers={}).status == 200
     assert community_get(busy, "visitors", headers={}).status == 401
     assert community_get(busy, "visits", headers={}).status == 401
 
@@ -426,6 +429,9 @@ def test_badge_exists_only_with_public_counts(busy: Community, monkeypatch: pyte
         ("timeline", "minutes=99999", "query.minutes"),
         ("cross-division/history", "day=yesterday", "query.day"),
         ("summary", "minutes=-1", "query.minutes"),
+        ("context/pages", "limit=0", "query.limit"),
+        ("context/pages", "limit=101", "query.limit"),
+        ("context/cities", "", "path.dimension"),
     ],
 )
 def test_bad_parameters_are_422_naming_them(busy: Community, suffix: str, query: str, mentions: str) -> None:
