@@ -23,6 +23,7 @@ from community_tracker.models import (
     CONTEXT_DIMENSIONS,
     CONTEXT_OTHER,
     Community,
+    ContextCounts,
     PageContext,
     Visit,
     VisitorIdentity,
@@ -255,8 +256,8 @@ class ReferenceModel:
             counted.append(value)
         return tuple(counted)
 
-    def context_counts(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {d: {} for d in CONTEXT_DIMENSIONS}
+    def context_counts(self) -> ContextCounts:
+        counts: ContextCounts = {d: {} for d in CONTEXT_DIMENSIONS}
         for person in self.people.values():
             for dimension, value in zip(CONTEXT_DIMENSIONS, person.context, strict=True):
                 counts[dimension][value] = counts[dimension].get(value, 0) + 1
