@@ -3,6 +3,8 @@ context"): what a read does beyond its batch of stale people, and records from b
 
 from __future__ import annotations
 
+from typing import cast
+
 from community_tracker.models import CONTEXT_DIMENSIONS, PageContext
 from community_tracker.redis.cleanup_index import CleanupIndex
 from community_tracker.redis.keys import CommunityKeys
@@ -44,7 +46,7 @@ def test_a_record_from_before_the_context_counts_from_its_next_page_view(
     person = visit(community_id, anonymous("old"))
     tracker.add_visitor(person.model_copy(update={"context": on("/a")}), T0)
     # Given a person as a release before the live context kept them: no context line, no counts
-    member, record = next(iter(tracker.client.hgetall(keys.visitors).items()))
+    member, record = next(iter(cast(dict[str, str], tracker.client.hgetall(keys.visitors)).items()))
     head, context_line, *connections = record.split("\n")
     assert context_line == "=/a|news.example|mobile|CA"
     tracker.client.hset(keys.visitors, member, "\n".join([head, *connections]))
