@@ -280,13 +280,18 @@ local function prune(cutoff, writing)
   -- one cheap match per record; then the groups' contributions are summed per counter, and each
   -- counter changes once.
   local groups = {}
-  local context = {{}, {}, {}, {}} -- per dimension: value -> stale people counted under it
+  -- Per dimension: value -> stale people counted under it; when everyone goes (what cleanup
+  -- mostly finds), the context keys go whole instead.
+  local everyone = redis.call('ZCARD', LIVE) == n
+  local context = {{}, {}, {}, {}}
   for _, chunk in ipairs(chunks(stale)) do
     for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(chunk))) do
       if raw then
         local group = string.match(raw, '^%d+|%d+|%d+|([01]|[^|]*|[^|]*)|')
         groups[group] = (groups[group] or 0) + 1
-        tally_context(raw, context)
+        if not everyone then
+          tally_context(raw, context)
+        end
       end
     end
     redis.call('HDEL', VISITORS, unpack(chunk))
@@ -312,8 +317,8 @@ local function prune(cutoff, writing)
     end
   end
   redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
-  if redis.call('ZCARD', LIVE) == 0 then
-    redis.call('DEL', GROUPS)
+  if everyone then
+    redis.call('DEL', GROUPS, unpack(CONTEXT_KEYS))
   end
   return n
 end
