@@ -23,6 +23,7 @@ from community_tracker.models import (
     COMMUNITY_ID_PATTERN,
     USER_ID_PATTERN,
     Community,
+    ContextDimension,
     CrossDivisionStats,
     DropCounts,
     Peak,
@@ -42,7 +43,14 @@ from stats.cursors import (
     visitor_offset,
 )
 from stats.reading import readable, readable_community
-from stats.schemas import CrossDivisionHistory, DivisionBreakdown, PeaksAnswer, Timeline, VisitingAnswer
+from stats.schemas import (
+    ContextAnswer,
+    CrossDivisionHistory,
+    DivisionBreakdown,
+    PeaksAnswer,
+    Timeline,
+    VisitingAnswer,
+)
 
 router = http_router()
 T = TypeVar("T")
@@ -235,6 +243,32 @@ def get_summary(
     if router.current_event.headers.get("if-none-match") == etag:
         return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
     return json_response(HTTPStatus.OK, summary, headers)
+
+
+@router.get(
+    "/v1/communities/<community_id>/context/<dimension>",
+    summary="Live visitors per page, referrer domain, device class or country: the largest values and the rest",
+    tags=["live"],
+    cache_control=POLLING_CACHE,
+    responses=AGGREGATE_ANSWERS,
+)
+def get_context(
+    community_id: CommunityPath,
+    dimension: Annotated[ContextDimension, Path(description="pages, referrers, devices or countries")],
+    limit: Annotated[int, Query(ge=1, le=100, description="Values listed, most people first")] = 10,
+) -> ContextAnswer:
+    total, found = _live(
+        community_id,
+        lambda c: get_tracker().get_context(c.community_id, _now(), dimension, limit=limit, community=c),
+    )
+    return ContextAnswer(
+        community_id=community_id,
+        dimension=dimension,
+        total_visitors=total,
+        top=found.top,
+        other=found.other,
+        timestamp=iso(_now()),
+    )
 
 
 @router.get(

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from community_tracker.alerts import Alert
-from community_tracker.models import CalendarBucket, CrossDivisionPair, DivisionCount, Peak, TimelinePoint
+from community_tracker.models import (
+    CalendarBucket,
+    ContextDimension,
+    ContextTop,
+    CrossDivisionPair,
+    DivisionCount,
+    Peak,
+    TimelinePoint,
+)
 
 
 class DivisionBreakdown(BaseModel):
@@ -35,6 +43,15 @@ class PeaksAnswer(BaseModel):
     monthly: int
     current: list[Peak]
     history: list[Peak]
+
+
+class ContextAnswer(ContextTop):
+    """One dimension of the live context; `top` and `other` add up to `total_visitors`."""
+
+    community_id: str
+    dimension: ContextDimension
+    total_visitors: int
+    timestamp: str
 
 
 class VisitingAnswer(BaseModel):

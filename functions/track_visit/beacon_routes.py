@@ -26,6 +26,7 @@ from community_tracker.beacons import (
     screen,
 )
 from community_tracker.communities import registered_community, with_live_community
+from community_tracker.context import page_context
 from community_tracker.errors import DirectoryUnavailable, LiveStateUnavailable
 from community_tracker.http.auth import principal_from
 from community_tracker.http.errors import error_response, error_responses, json_answer, json_response
@@ -188,6 +189,15 @@ def post_visit(
     beacon = _screened(community_id, body, debug, now_ms)
     if not isinstance(beacon, Beacon):
         return _not_recorded(beacon)
+    headers = router.current_event.headers
+    context = page_context(
+        body.url,
+        body.referrer,
+        headers.get("user-agent", ""),
+        headers,
+        trust_location=get_settings().trust_location_headers,
+    )
+    beacon = replace(beacon, context=context)
     result = _by_current_registration(
         beacon, lambda b: record_page_view(b, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms), now_ms
     )

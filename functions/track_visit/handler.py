@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from community_tracker.agents import prime_device_rules
 from community_tracker.http.errors import (
     BodyTooLarge,
     error_response,
@@ -26,6 +27,9 @@ from track_visit import beacon_routes, community_routes
 app = build_resolver()
 app.include_router(beacon_routes.router)
 app.include_router(community_routes.router)
+# A page view's live context needs its device class: ua-parser's rules compiled during init (in the
+# SnapStart snapshot; locally, before an execution environment takes its first invocation).
+prime_device_rules()
 
 
 # Malformed beacons are answered as everywhere else, and also counted as "invalid" drops of the

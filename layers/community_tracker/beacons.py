@@ -23,6 +23,7 @@ from community_tracker.models import (
     Community,
     DropReason,
     Frozen,
+    PageContext,
     Visit,
     VisitEvent,
     VisitMetadata,
@@ -76,6 +77,7 @@ class Beacon:
     event_id: str | None = None
     url: str | None = None
     referrer: str | None = None
+    context: PageContext | None = None  # a page view's live context (`context.page_context`)
 
     def visit(self) -> Visit:
         # Every field was checked on its way into the beacon (the route's parameters and body,
@@ -91,6 +93,7 @@ class Beacon:
             community_version=self.community.version,
             calendar=self.community.calendar(),
             parts=self.community.parts,
+            context=self.context,
         )
 
 

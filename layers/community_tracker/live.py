@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from community_tracker.errors import LiveStateUnavailable, PostFailed
-from community_tracker.models import CrossDivisionStats, DivisionCount, Summary
+from community_tracker.models import CrossDivisionStats, DivisionCount, LiveContext, Summary
 from community_tracker.observability import logger
 from community_tracker.timeutil import iso
 
@@ -72,10 +72,14 @@ class VisitorCountChanged(BaseModel):
 
 
 class VisitorDivisionsUpdated(BaseModel):
+    """Who the people live are: home divisions, cross-division pairs, and the live context (the
+    summary's, with its `limit` of `VT_CONTEXT_TOP`)."""
+
     type: str = "visitor_divisions_updated"
     community_id: str
     divisions: list[DivisionCount]
     cross_division: CrossDivisionStats
+    context: LiveContext
     timestamp: str
 
 
@@ -296,6 +300,7 @@ class LivePusher:
             community_id=community_id,
             divisions=summary.divisions,
             cross_division=summary.cross_division,
+            context=summary.context,
             timestamp=iso(now_ms),
         )
         last = self._last.setdefault(community_id, {})

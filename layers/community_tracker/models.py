@@ -121,6 +121,27 @@ def anonymous_visitor_key(digest: str) -> str:
     return f"a:{digest}"
 
 
+ContextDimension = Literal["pages", "referrers", "devices", "countries"]
+CONTEXT_DIMENSIONS: tuple[ContextDimension, ...] = ("pages", "referrers", "devices", "countries")
+# The value a dimension counts people under once it holds its cap of distinct values; like every
+# named value it starts with "(", which no path, domain, device class or country code does.
+CONTEXT_OTHER = "(other)"
+# Per dimension, value -> live people: what one community's live state answers. Summable: the
+# context of a community kept in several parts is the sum of their counters, value by value.
+ContextCounts = dict[ContextDimension, dict[str, int]]
+
+
+class PageContext(Frozen):
+    """What one page view says about its person, each dimension's value as the live state keeps
+    it (`context.page_context`); `referrer` '' is a referrer from the site itself, which keeps the
+    person's (the page of a visit that came from elsewhere still came from there)."""
+
+    page: str
+    referrer: str
+    device: str
+    country: str
+
+
 class Visit(Frozen):
     """One beacon of one connection of one person (`visitor`) of one community.
 
@@ -141,6 +162,8 @@ class Visit(Frozen):
     community_version: int | None = None
     calendar: Calendar | None = None
     parts: int | None = None  # the registration's `Community.parts`; None: what Redis holds
+    # A page view's live context; None (a heartbeat, tools) keeps the person's.
+    context: PageContext | None = None
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -298,6 +321,41 @@ class DropCounts(Frozen):
     too_many_people: int = 0
 
 
+class ContextValue(Frozen):
+    value: str
+    people: int
+
+
+class ContextTop(Frozen):
+    """One dimension of the live context: its `limit` largest values, and the people counted under
+    every other one (a value below them, or "(other)": one that found the dimension full). The
+    people of `top` and `other` add up to the people live."""
+
+    top: list[ContextValue]
+    other: int
+
+
+class LiveContext(Frozen):
+    """Where the people live now are (README, "Live context"): each counted once per dimension,
+    with the value of their latest page view."""
+
+    pages: ContextTop = Field(description="Path within the site: no query, no fragment")
+    referrers: ContextTop = Field(description="Referrer domain; (direct): none, or one that is not a site")
+    devices: ContextTop = Field(description="desktop, mobile, tablet or other")
+    countries: ContextTop = Field(description="ISO 3166 country code, when location headers are trusted; else unknown")
+
+
+def context_top(counts: dict[str, int], limit: int) -> ContextTop:
+    """The `limit` largest values (ties by value), everything else as `other`."""
+    ranked = sorted(((v, n) for v, n in counts.items() if v != CONTEXT_OTHER and n > 0), key=lambda c: (-c[1], c[0]))
+    other = sum(n for _v, n in ranked[limit:]) + max(counts.get(CONTEXT_OTHER, 0), 0)
+    return ContextTop(top=[ContextValue(value=v, people=n) for v, n in ranked[:limit]], other=other)
+
+
+def live_context(counts: ContextCounts, limit: int) -> LiveContext:
+    return LiveContext(**{dimension: context_top(counts.get(dimension, {}), limit) for dimension in CONTEXT_DIMENSIONS})
+
+
 class Summary(Frozen):
     """Everything a dashboard shows, read in one Redis round trip."""
 
@@ -309,6 +367,7 @@ class Summary(Frozen):
     peak_details: list[Peak]
     unique_visitors: UniqueVisitors
     timeline: list[TimelinePoint]
+    context: LiveContext
     timestamp: str
 
 

@@ -93,6 +93,11 @@ class Settings(BaseModel):
     trust_location_headers: bool = False
     location_divisions: dict[str, str] = Field(default_factory=dict)  # "CA-QC" -> "quebec-city"
 
+    # Live context (README, "Live context"): distinct values kept per dimension (a new value beyond
+    # is counted as "(other)"), and how many of the largest the summary and the live push show.
+    context_values: int = Field(default=500, ge=1, le=10_000)
+    context_top: int = Field(default=10, ge=1, le=100)
+
     # HTTP surface.
     cors_origins: Annotated[list[str], AsText()] = Field(
         default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"]

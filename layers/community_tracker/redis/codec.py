@@ -2,7 +2,8 @@
 
 A person's record is `joined_ms|pages|last_heard_ms|auth(0/1)|community_division|division|user_id`
 ('' for an unknown division or an anonymous person; the user id is last since it may hold '|'),
-then one line per connection key. The Lua side, `lua/community.lua` (`encode` / `decode`),
+then (in records written since the live context) `=page|referrer|device|country`, the values the
+person is counted under, then one line per connection key. The Lua side, `lua/community.lua` (`encode` / `decode`),
 writes and reads the same layout.
 """
 

@@ -80,7 +80,7 @@ class CommunityKeys:
         """KEYS[1..8] of every community script."""
         return list(self.state_fields.values())
 
-    # The scripts derive these two from the hash tag (community.lua): they belong to the state.
+    # The scripts derive these from the hash tag (community.lua): they belong to the state.
     @property
     def groups(self) -> str:
         return f"{self.tag}:groups"  # set: the groups (auth|community division|division) of live people
@@ -88,10 +88,17 @@ class CommunityKeys:
     def group(self, group: str) -> str:
         return f"{self.tag}:group:{group}"  # zset: person of that group -> their LIVE score
 
+    def context(self, dimension: str) -> str:
+        return f"{self.tag}:ctx:{dimension}"  # zset: value -> live people counted under it
+
     def is_live_state(self, key: str) -> bool:
         """One of the keys that live without an expiry: the live state, kept as long as the community
         has live people, and its registration (`meta`, one small hash per community)."""
-        return key in self.state_fields.values() or key in (self.groups, self.meta) or key.startswith(self.group(""))
+        return (
+            key in self.state_fields.values()
+            or key in (self.groups, self.meta)
+            or key.startswith((self.group(""), self.context("")))
+        )
 
     def peak(self, bucket: Bucket) -> str:
         return self.peak_key(bucket.period, bucket.key)

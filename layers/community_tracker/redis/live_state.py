@@ -28,12 +28,16 @@ from redis.client import NEVER_DECODE
 from community_tracker.errors import CommunityOutdated, LiveStateUnavailable
 from community_tracker.factories import cached_factory
 from community_tracker.models import (
+    CONTEXT_DIMENSIONS,
     DROP_REASONS,
     AddVisitorResult,
     CalendarBucket,
     Checkpoint,
     CheckpointBucket,
     Community,
+    ContextCounts,
+    ContextDimension,
+    ContextTop,
     CrossDivisionPair,
     CrossDivisionStats,
     DivisionCount,
@@ -50,7 +54,9 @@ from community_tracker.models import (
     VisitOutcome,
     VisitStatus,
     authenticated_visitor_key,
+    context_top,
     is_cross_division,
+    live_context,
     percentage,
 )
 from community_tracker.observability import logger
@@ -223,6 +229,7 @@ class _State:
     series: dict[int, int]
     present: int
     connections: int
+    context: ContextCounts  # empty unless asked for
 
     def stats(self) -> VisitorStats:
         return VisitorStats(
@@ -276,6 +283,12 @@ def sum_parts(first: _State, others: Sequence[_State]) -> _State:
         series=_summed(p.series.items() for p in parts),
         present=sum(p.present for p in parts),
         connections=sum(p.connections for p in parts),
+        # Each part caps its distinct values on its own, so a value may be "(other)" in one part and
+        # itself in another: the sums stay exact, a top value may read a little low.
+        context={
+            dimension: _summed(p.context.get(dimension, {}).items() for p in parts)
+            for dimension in dict.fromkeys(d for p in parts for d in p.context)
+        },
     )
 
 
@@ -325,8 +338,12 @@ class VisitorTracker:
         index_refresh_seconds: int = 60,
         index_shards: int = 16,
         default_time_zone: str = "UTC",
+        context_values: int = 500,
+        context_top: int = 10,
     ) -> None:
         self._client = client
+        self._context_values = context_values
+        self.context_top = context_top
         self._default_calendar = zone_calendar(default_time_zone)
         # community -> the registration Redis was last seen holding (for callers without one)
         self._known: dict[str, tuple[str, Calendar]] = {}
@@ -669,6 +686,7 @@ class VisitorTracker:
         calendar = registration.calendar
         day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
+        context = visit.context
         script_keys = RecordKeys(
             **keys.state_fields,
             peak_day=keys.peak(day),
@@ -722,6 +740,11 @@ class VisitorTracker:
             client=visit.client_key or "",
             check_tab=int(checks and parts > 1),
             check_alt=int(checks and alt != "" and part_of(alt, parts) != part),
+            page=context.page if context else "",
+            referrer=context.referrer if context else "",
+            device=context.device if context else "",
+            country=context.country if context else "",
+            context_cap=self._context_values,
         )
         return script_keys.values(), args.values()
 
@@ -974,7 +997,13 @@ class VisitorTracker:
         )
 
     def _read_state(
-        self, community_id: str, now_ms: int, *, series_hours: int = 0, community: Community | None = None
+        self,
+        community_id: str,
+        now_ms: int,
+        *,
+        series_hours: int = 0,
+        community: Community | None = None,
+        with_context: bool = False,
     ) -> _State:
         """Every aggregate, from read_state.lua: in a split community, the other parts first (one
         pipeline: a round trip per node), then part 0, which folds their calendar figures into its
@@ -989,7 +1018,8 @@ class VisitorTracker:
             sketches: list[Any] = []  # raw bytes: a script argument may be bytes
             if parts > 1:
                 calls = [
-                    self._read_call(community_id, k, now_ms, registration, buckets, hours) for k in range(1, parts)
+                    self._read_call(community_id, k, now_ms, registration, buckets, hours, with_context=with_context)
+                    for k in range(1, parts)
                 ]
                 answers = self._scripts.call_each(calls, raw=True)
                 outdated = next((a for a in answers if a[0] is None), None)
@@ -997,10 +1027,12 @@ class VisitorTracker:
                     self._outdated(community_id, registration, *_decoded(outdated[1:3]))
                     continue
                 for answer in answers:
-                    state = self._state(_decoded(answer[:-1]), buckets)
+                    # Fields 13 and 14 are the part's counts at its buckets' starts and its raw
+                    # sketches (never decoded), 15 its live context.
+                    state = self._state([*_decoded(answer[:13]), None, None, _decoded(answer[15])], buckets)
                     others.append(state)
-                    opened = [n + int(m) for n, m in zip(opened, answer[-2], strict=True)]
-                    sketches.extend(answer[-1])
+                    opened = [n + int(m) for n, m in zip(opened, answer[13], strict=True)]
+                    sketches.extend(answer[14])
             name, keys, args = self._read_call(
                 community_id,
                 0,
@@ -1010,6 +1042,7 @@ class VisitorTracker:
                 hours,
                 others_total=sum(o.total for o in others) if parts > 1 else -1,
                 others_opened=opened,
+                with_context=with_context,
             )
             raw = self._scripts.call(name, keys, [*args, *sketches])
             if raw[0] is None:
@@ -1029,6 +1062,7 @@ class VisitorTracker:
         *,
         others_total: int = -1,
         others_opened: Sequence[int] = (0, 0, 0),
+        with_context: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
         keys = CommunityKeys(community_id, part)
         script_keys = ReadStateKeys(**keys.state_fields, **self._bucket_keys(keys, buckets))
@@ -1044,6 +1078,7 @@ class VisitorTracker:
             others_opened_day=others_opened[0],
             others_opened_week=others_opened[1],
             others_opened_month=others_opened[2],
+            with_context=int(with_context),
         )
         return "read_state", [*script_keys.values(), *(keys.series(h) for h in hours)], args.values()
 
@@ -1051,6 +1086,7 @@ class VisitorTracker:
     def _state(raw: list[Any], buckets: list[Bucket]) -> _State:
         total, (auth, anon, cross), divisions, pairs, *peak_fields = raw[:7]
         daily_unique, weekly_unique, monthly_unique, series, present, connections = raw[7:13]
+        context = raw[15] if len(raw) > 15 else None
         return _State(
             total=total,
             authenticated=_int(auth),
@@ -1071,6 +1107,7 @@ class VisitorTracker:
             series={int(m): int(n) for flat in series for m, n in _pairs(flat)},
             present=present,
             connections=connections,
+            context={d: dict(_pairs(flat)) for d, flat in zip(CONTEXT_DIMENSIONS, context or (), strict=False)},
         )
 
     # Each aggregate read takes the caller's `community` when it has one (a function that read the
@@ -1122,7 +1159,7 @@ class VisitorTracker:
     ) -> Summary:
         """Everything a dashboard needs, from one script call."""
         hours = (timeline_minutes + 59) // 60 + 1
-        state = self._read_state(community_id, now_ms, series_hours=hours, community=community)
+        state = self._read_state(community_id, now_ms, series_hours=hours, community=community, with_context=True)
         return Summary(
             community_id=community_id,
             stats=state.stats(),
@@ -1132,8 +1169,32 @@ class VisitorTracker:
             peak_details=state.peaks,
             unique_visitors=state.unique,
             timeline=_timeline(state.series, now_ms, timeline_minutes),
+            context=live_context(state.context, self.context_top),
             timestamp=iso(now_ms),
         )
+
+    @live_state_errors
+    def get_context_counts(
+        self, community_id: str, now_ms: int, *, community: Community | None = None
+    ) -> tuple[int, ContextCounts]:
+        """The people live and, per dimension, every value kept -> its live people: the plain,
+        summable answer (a community kept in parts adds its parts' counters)."""
+        state = self._read_state(community_id, now_ms, community=community, with_context=True)
+        return state.total, state.context
+
+    @live_state_errors
+    def get_context(
+        self,
+        community_id: str,
+        now_ms: int,
+        dimension: ContextDimension,
+        *,
+        limit: int,
+        community: Community | None = None,
+    ) -> tuple[int, ContextTop]:
+        """The people live, and one dimension of their context: its `limit` largest values and the rest."""
+        total, counts = self.get_context_counts(community_id, now_ms, community=community)
+        return total, context_top(counts.get(dimension, {}), limit)
 
     @live_state_errors
     def get_timeline(self, community_id: str, now_ms: int, *, minutes: int = 60) -> list[TimelinePoint]:
@@ -1245,4 +1306,6 @@ def get_tracker() -> VisitorTracker:
         index_refresh_seconds=settings.index_refresh_seconds,
         index_shards=settings.index_shards,
         default_time_zone=settings.default_time_zone,
+        context_values=settings.context_values,
+        context_top=settings.context_top,
     )

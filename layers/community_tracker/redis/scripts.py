@@ -144,6 +144,13 @@ class RecordArgs(Contract):
     client: str  # the client's key, its field in the minute's rate counters ('' none)
     check_tab: int  # 1 (a split community): answer 8 if the tab is unknown in this part
     check_alt: int  # 1 (a split community): answer 8 if neither the person nor alt_member is live here
+    # The page view's live context (`context.PageContext`); '' keeps the person's value (a
+    # heartbeat, a referrer from the site itself), or gives a new person the default.
+    page: str
+    referrer: str
+    device: str
+    country: str
+    context_cap: int  # distinct values kept per dimension; a new one beyond is counted as "(other)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +271,7 @@ class ReadStateArgs(Contract):
     others_opened_day: int  # the other parts' counts at the bucket's start, summed
     others_opened_week: int
     others_opened_month: int
+    with_context: int  # 1: the live context too
 
 
 @dataclass(frozen=True, slots=True)

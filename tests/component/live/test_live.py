@@ -9,7 +9,7 @@ import pytest
 
 from community_tracker.factories import reset_factories
 from community_tracker.live import Lease, LivePusher, run_pusher
-from community_tracker.models import Community
+from community_tracker.models import Community, PageContext
 from community_tracker.redis.keys import SUBSCRIPTION_IDLE_MS
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.redis.subscriptions import ConnectionRegistry
@@ -144,6 +144,31 @@ def test_subscribers_get_coalesced_changes(community: Community, registry: Conne
     }
     assert poster.sent["a"][1]["cross_division"]["cross_division_visits"] == 10
     assert poster.sent["a"][2]["total"] == 21
+
+
+def test_a_change_of_page_alone_pushes_the_new_context(community: Community, registry: ConnectionRegistry) -> None:
+    cid = community.community_id
+    tracker = get_tracker()
+    registry.subscribe("a", cid, T0)
+    poster = RecordingPoster()
+    pusher = LivePusher(tracker, registry, poster)
+    alice = visit(cid, user("alice", "quebec"))
+    tracker.add_visitor(alice.model_copy(update={"context": page("/events")}), T0)
+    pusher.tick(T0 + SECOND)
+
+    # The same person on another page: nobody joined, only where they are changed
+    tracker.add_visitor(alice.model_copy(update={"context": page("/members")}), T0 + 1500)
+    pusher.tick(T0 + 2 * SECOND)
+
+    assert poster.types("a") == ["visitor_count_changed", "visitor_divisions_updated", "visitor_divisions_updated"]
+    assert [m["context"]["pages"] for m in poster.sent["a"][1:]] == [
+        {"top": [{"value": "/events", "people": 1}], "other": 0},
+        {"top": [{"value": "/members", "people": 1}], "other": 0},
+    ]
+
+
+def page(path: str) -> PageContext:
+    return PageContext(page=path, referrer="", device="desktop", country="unknown")
 
 
 def test_gone_connections_are_pruned(community: Community, registry: ConnectionRegistry) -> None:

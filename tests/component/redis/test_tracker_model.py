@@ -25,7 +25,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from redis.cluster import RedisCluster
 
-from community_tracker.models import Community, Visit, VisitorIdentity, percentage
+from community_tracker.models import (
+    CONTEXT_DIMENSIONS,
+    CONTEXT_OTHER,
+    Community,
+    ContextCounts,
+    PageContext,
+    Visit,
+    VisitorIdentity,
+    live_context,
+    percentage,
+)
 from community_tracker.redis.cleanup_index import CleanupIndex
 from community_tracker.redis.keys import CommunityKeys
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
@@ -51,6 +61,21 @@ GRACE_MS = 15 * SECOND
 PRESENCE_MS = 65 * SECOND
 DEDUP_MS = 60 * MINUTE  # an event id is remembered this long, by the tracker's clock
 EVENT_IDS = [f"evt-{i:04d}-model" for i in range(6)]  # each is one identity's (a retry is its person's)
+# Live context: values per dimension ('' referrer: from the site itself, which keeps the person's),
+# more of them than CONTEXT_CAP, so dimensions fill up and count new values under "(other)".
+CONTEXT_CAP = 3
+# A split community caps each part's values on its own (README, "Live context"): the model keeps
+# one cap for the community, so it checks the cap unsplit, and a split one with a cap never reached.
+SPLIT_CONTEXT_CAP = 1000
+CONTEXT_TOP = 2
+CONTEXT_DEFAULTS = ("(unknown)", "(direct)", "other", "unknown")
+PAGE_CONTEXTS = st.builds(
+    PageContext,
+    page=st.sampled_from(["/", "/events", "/a/b", "/members", "/x%7C"]),
+    referrer=st.sampled_from(["", "", "(direct)", "google.com", "news.example", "t.co", "bing.com"]),
+    device=st.sampled_from(["desktop", "mobile", "tablet", "other"]),
+    country=st.sampled_from(["unknown", "CA", "FR", "US", "JP"]),
+)
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 # Local dates whose midnight a run starts just before: the day each zone moves its clocks (and the
@@ -97,6 +122,7 @@ class ModelPerson:
     pages: int
     last: int  # their last beacon
     conns: list[str] = field(default_factory=list)
+    context: tuple[str, ...] = CONTEXT_DEFAULTS  # the value each dimension counts them under
 
 
 @dataclass
@@ -114,6 +140,7 @@ class ReferenceModel:
     def __init__(self, zone: str = "UTC", *, parts: int = 1) -> None:
         self.zone = zone
         self.parts = parts
+        self.context_cap = CONTEXT_CAP if parts == 1 else SPLIT_CONTEXT_CAP
         self.people: dict[str, ModelPerson] = {}
         self.conns: dict[str, ModelConnection] = {}
         self.peaks: dict[tuple[str, str], int] = {}
@@ -173,6 +200,7 @@ class ReferenceModel:
         must_be_present: bool,
         event_id: str | None = None,
         alt_key: str | None = None,
+        context: PageContext | None = None,
     ) -> str:
         self.open_buckets(now)
         self.prune(now)
@@ -203,7 +231,13 @@ class ReferenceModel:
         if folded is not None:
             joined = min(joined, folded.joined)
             total_pages += folded.pages
-        self.people[key] = ModelPerson(identity, joined, total_pages, now, [*conns, connection])
+        counted = self.counted_context(
+            key,
+            existing,
+            folded,
+            (context.page, context.referrer, context.device, context.country) if context else None,
+        )
+        self.people[key] = ModelPerson(identity, joined, total_pages, now, [*conns, connection], counted)
         self.conns[connection] = ModelConnection(key, now, open=True)
         count = len(self.people)
         for period in PERIODS:
@@ -212,6 +246,35 @@ class ReferenceModel:
             if existing is None:  # the beacon that makes a person makes them a unique visitor
                 self.uniques.setdefault(bucket_key, set()).add(key)
         return "counted"
+
+    def counted_context(
+        self,
+        key: str,
+        existing: ModelPerson | None,
+        folded: ModelPerson | None,
+        wanted: tuple[str, ...] | None,
+    ) -> tuple[str, ...]:
+        """The values a beacon leaves a person counted under: what the page view says, else
+        (a heartbeat, a referrer from the site) what they had, what the tab's folded person had,
+        or the default; a value new to a dimension that holds CONTEXT_CAP others is "(other)"."""
+        counted = []
+        for i in range(len(CONTEXT_DIMENSIONS)):
+            had = existing.context[i] if existing else None
+            value = wanted[i] if wanted else ""
+            if value == "":
+                value = had or (folded.context[i] if folded else CONTEXT_DEFAULTS[i])
+            held = {p.context[i] for k, p in self.people.items() if k != key}
+            if value != had and value not in held and len(held - {CONTEXT_OTHER}) >= self.context_cap:
+                value = CONTEXT_OTHER
+            counted.append(value)
+        return tuple(counted)
+
+    def context_counts(self) -> ContextCounts:
+        counts: ContextCounts = {d: {} for d in CONTEXT_DIMENSIONS}
+        for person in self.people.values():
+            for dimension, value in zip(CONTEXT_DIMENSIONS, person.context, strict=True):
+                counts[dimension][value] = counts[dimension].get(value, 0) + 1
+        return counts
 
     def leave(self, connection: str, now: int) -> None:
         self.prune(now)
@@ -255,6 +318,8 @@ class TrackerMachine(RuleBasedStateMachine):
             presence_seconds=PRESENCE_MS // 1000,
             leave_grace_seconds=GRACE_MS // 1000,
             default_time_zone=zone,
+            context_values=self.model.context_cap,
+            context_top=CONTEXT_TOP,
         )
         self.community = Community(
             community_id=self.community_id,
@@ -287,19 +352,31 @@ class TrackerMachine(RuleBasedStateMachine):
         connection=st.sampled_from(TABS),
         event_id=st.none() | st.sampled_from(EVENT_IDS),
         alt=st.none() | st.sampled_from(BROWSERS),
+        context=st.none() | PAGE_CONTEXTS,
     )
     def page_view(
-        self, identity: VisitorIdentity, connection: str, event_id: str | None, alt: VisitorIdentity | None
+        self,
+        identity: VisitorIdentity,
+        connection: str,
+        event_id: str | None,
+        alt: VisitorIdentity | None,
+        context: PageContext | None,
     ) -> None:
         alt_key = alt.key if alt is not None and not identity.is_authenticated else None
         # A retry is the same person's beacon again, with the same keys: in a split community an
         # event id is remembered in the part the beacon went to (README, "One community in N parts").
         event_id = f"{event_id}-{identity.key[-12:].replace(':', '-')}" if event_id and alt_key is None else None
-        outcome = self.tracker.add_visitor(
-            self.visit(identity, event_id=event_id, connection=connection, alt_key=alt_key), self.now
-        )
+        beacon = self.visit(identity, event_id=event_id, connection=connection, alt_key=alt_key)
+        outcome = self.tracker.add_visitor(beacon.model_copy(update={"context": context}), self.now)
         expected = self.model.record(
-            identity, connection, self.now, pages=1, must_be_present=False, event_id=event_id, alt_key=alt_key
+            identity,
+            connection,
+            self.now,
+            pages=1,
+            must_be_present=False,
+            event_id=event_id,
+            alt_key=alt_key,
+            context=context,
         )
         assert outcome.status == expected
         if self.parts == 1:  # a split community's beacon answers the count of its person's part
@@ -415,6 +492,17 @@ class TrackerMachine(RuleBasedStateMachine):
             assert (peak.period, peak.bucket) == current[peak.period]
             assert peak.time_zone == self.model.zone
             assert peak.start == iso(start_of(peak.period, self.now, self.model.zone))
+        # Each live person counts once per dimension, with the value of their latest page view
+        expected_context = self.model.context_counts()
+        people, counts = self.tracker.get_context_counts(self.community_id, self.now, community=self.community)
+        assert people == total
+        assert counts == expected_context
+        for dimension in CONTEXT_DIMENSIONS:
+            assert sum(expected_context[dimension].values()) == total
+            assert len(set(expected_context[dimension]) - {CONTEXT_OTHER}) <= self.model.context_cap
+        assert summary.context == live_context(expected_context, CONTEXT_TOP)
+        for dimension in summary.context.model_dump().values():
+            assert sum(v["people"] for v in dimension["top"]) + dimension["other"] == total
 
     @invariant()
     def visitor_list_matches_the_model(self) -> None:

@@ -18,7 +18,18 @@ from tests.builders import MINUTE, SECOND, T0
 from tests.component.stats.test_stats_routes import token
 from tests.helpers import HttpAnswer, api_request, call
 
-AGGREGATES = ["stats", "divisions", "cross-division", "peaks", "summary", "timeline", "drops", "automation", "alerts"]
+AGGREGATES = [
+    "stats",
+    "divisions",
+    "cross-division",
+    "peaks",
+    "summary",
+    "timeline",
+    "drops",
+    "automation",
+    "alerts",
+    "context/pages",
+]
 
 
 def request(

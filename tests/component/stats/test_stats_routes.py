@@ -199,9 +199,17 @@ def test_summary_has_everything_and_an_etag(busy: Community) -> None:
         "peak_details",
         "unique_visitors",
         "timeline",
+        "context",
         "timestamp",
     }
     assert body["stats"]["total_visitors"] == 3
+    # Beacons without a page's details: every person under each dimension's default
+    assert body["context"] == {
+        "pages": {"top": [{"value": "(unknown)", "people": 3}], "other": 0},
+        "referrers": {"top": [{"value": "(direct)", "people": 3}], "other": 0},
+        "devices": {"top": [{"value": "other", "people": 3}], "other": 0},
+        "countries": {"top": [{"value": "unknown", "people": 3}], "other": 0},
+    }
     assert body["peaks"] == {"daily": 3, "weekly": 3, "monthly": 3}
     assert len(body["timeline"]) == 5
     assert answer.headers["etag"].startswith('W/"')
@@ -295,7 +303,9 @@ def test_is_user_visiting(busy: Community) -> None:
 # -- access rules ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", ["stats", "divisions", "cross-division", "peaks", "summary", "timeline", "drops"])
+@pytest.mark.parametrize(
+    "suffix", ["stats", "divisions", "cross-division", "peaks", "summary", "timeline", "drops", "context/pages"]
+)
 def test_aggregates_need_a_token_by_default(busy: Community, suffix: str) -> None:
     anonymous_answer = community_get(busy, suffix, headers={})
     forged = community_get(busy, suffix, headers={"authorization": "Bearer not.a.token"})
@@ -310,6 +320,7 @@ def test_public_counts_open_aggregates_but_not_lists(busy: Community, monkeypatc
     reset_factories()
 
     assert community_get(busy, "stats", headers={}).status == 200
+    assert community_get(busy, "context/devices", headers={}).status == 200
     assert community_get(busy, "visitors", headers={}).status == 401
     assert community_get(busy, "visits", headers={}).status == 401
 
@@ -437,6 +448,9 @@ def test_badge_exists_only_with_public_counts(busy: Community, monkeypatch: pyte
         ("timeline", "minutes=99999", "query.minutes"),
         ("cross-division/history", "day=yesterday", "query.day"),
         ("summary", "minutes=-1", "query.minutes"),
+        ("context/pages", "limit=0", "query.limit"),
+        ("context/pages", "limit=101", "query.limit"),
+        ("context/cities", "", "path.dimension"),
     ],
 )
 def test_bad_parameters_are_422_naming_them(busy: Community, suffix: str, query: str, mentions: str) -> None:

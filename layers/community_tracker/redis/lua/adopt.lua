@@ -51,6 +51,11 @@ while i <= #people do
   else
     contribute(rec, 1)
     redis.call('SADD', GROUPS, group_of(rec))
+    -- Their live context comes with them under the values their record holds (evict.lua's
+    -- forget took it back there); a part may so hold a few values past its cap.
+    for d, value in ipairs(rec.x or {}) do
+      redis.call('ZINCRBY', CONTEXT_KEYS[d], 1, value)
+    end
   end
   for c = 0, n - 1 do
     local at = i + 3 + 3 * c

@@ -44,25 +44,88 @@ local function bump(key, field, delta)
   end
 end
 
+-- Live context (README, "Live context"): each live person counts once in each dimension, under
+-- the value of their latest page view, in the sorted set CONTEXT_KEYS[i] (value -> live people),
+-- derived from the hash tag like the groups. The values a person is counted under are on their
+-- record's context line, so whatever removes the person takes back exactly what they added.
+-- CONTEXT_OTHER counts the people whose value found a dimension full (the cap on distinct values).
+local CONTEXT_DIMENSIONS = {'pages', 'referrers', 'devices', 'countries'}
+local CONTEXT_DEFAULTS = {'(unknown)', '(direct)', 'other', 'unknown'}
+local CONTEXT_OTHER = '(other)'
+local CONTEXT_KEYS = {}
+for i, dimension in ipairs(CONTEXT_DIMENSIONS) do
+  CONTEXT_KEYS[i] = STATE_PREFIX .. 'ctx:' .. dimension
+end
+
 -- A person's record: joined_ms|pages|last_heard_ms|auth(0/1)|community_division|division|user_id,
--- then one line per connection key ('' for an unknown division or an anonymous person; the user id is
--- last on its line since it may hold '|'; user ids and connection keys never hold a newline).
+-- then their context line, '=' .. page|referrer|device|country (values never hold '|' or a
+-- newline; no connection key starts with '='; a record written before context has none), then one
+-- line per connection key ('' for an unknown division or an anonymous person; the user id is last
+-- on its line since it may hold '|'; user ids and connection keys never hold a newline).
 local function decode(raw)
   local head, rest = string.match(raw, '^([^\n]*)\n?(.*)$')
   local j, p, l, a, c, d, u = string.match(head, '^(%d+)|(%d+)|(%d+)|([01])|([^|]*)|([^|]*)|(.*)$')
+  local context = nil
+  local line, after = string.match(rest, '^=([^\n]*)\n?(.*)$')
+  if line then
+    context = {string.match(line, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')}
+    rest = after
+  end
   local conns = {}
   for conn in string.gmatch(rest, '[^\n]+') do
     conns[#conns + 1] = conn
   end
-  return {j = tonumber(j), p = tonumber(p), l = tonumber(l), a = a, c = c, d = d, u = u, k = conns}
+  return {j = tonumber(j), p = tonumber(p), l = tonumber(l), a = a, c = c, d = d, u = u, x = context, k = conns}
 end
 
 local function encode(r)
   local head = string.format('%d|%d|%d|%s|%s|%s|%s', r.j, r.p, r.l, r.a, r.c, r.d, r.u)
+  if r.x then
+    head = head .. '\n=' .. table.concat(r.x, '|')
+  end
   if #r.k == 0 then
     return head
   end
   return head .. '\n' .. table.concat(r.k, '\n')
+end
+
+-- Takes a person's context values back (what forget and prune do), n people at a time.
+local function uncount_context(key, value, n)
+  if tonumber(redis.call('ZINCRBY', key, -n, value)) <= 0 then
+    redis.call('ZREM', key, value)
+  end
+end
+
+-- Sets a person's context (record.lua): `wanted[i]` '' keeps the value they have (a heartbeat, a
+-- referrer from the site itself), else that of `fallback` (the person a tab folds into them), else
+-- the dimension's default. A value new to a dimension already holding `cap` others is counted
+-- under CONTEXT_OTHER, so every dimension sums to the people live and stays bounded.
+local function set_context(rec, wanted, fallback, cap)
+  local context = {}
+  for i, key in ipairs(CONTEXT_KEYS) do
+    local had = rec.x and rec.x[i]
+    local value = wanted[i]
+    if value == '' then
+      value = had or (fallback and fallback[i]) or CONTEXT_DEFAULTS[i]
+    end
+    if value ~= had then
+      if had then
+        uncount_context(key, had, 1)
+      end
+      if not redis.call('ZSCORE', key, value) then
+        local held = redis.call('ZCARD', key)
+        if redis.call('ZSCORE', key, CONTEXT_OTHER) then
+          held = held - 1
+        end
+        if held >= cap then
+          value = CONTEXT_OTHER
+        end
+      end
+      redis.call('ZINCRBY', key, 1, value)
+    end
+    context[i] = value
+  end
+  rec.x = context
 end
 
 -- A connection's entry: open ('1' or '0'), person, minute of its counter ('' none), beacons then.
@@ -106,6 +169,9 @@ end
 local function forget(member, rec)
   rec = rec or decode(redis.call('HGET', VISITORS, member))
   contribute(rec, -1)
+  for i, value in ipairs(rec.x or {}) do
+    uncount_context(CONTEXT_KEYS[i], value, 1)
+  end
   redis.call('HDEL', VISITORS, member)
   redis.call('ZREM', LIVE, member)
   redis.call('ZREM', group_key(group_of(rec)), member)
@@ -143,6 +209,16 @@ end
 -- their connections' highest, so no stale connection means no stale person (one call, not two,
 -- for nearly every beacon; cleanup looks at both). Returns how many people went.
 local PRUNE_CHUNK = 1000 -- well under Lua's unpack limit
+
+-- Adds a raw record's context values to `into` (per dimension: value -> people), one match.
+local function tally_context(raw, into)
+  local p, r, d, c = string.match(raw, '\n=([^|\n]*)|([^|\n]*)|([^|\n]*)|([^|\n]*)')
+  if p then
+    for i, value in ipairs({p, r, d, c}) do
+      into[i][value] = (into[i][value] or 0) + 1
+    end
+  end
+end
 
 local function chunks(list)
   local out = {}
@@ -204,11 +280,18 @@ local function prune(cutoff, writing)
   -- one cheap match per record; then the groups' contributions are summed per counter, and each
   -- counter changes once.
   local groups = {}
+  -- Per dimension: value -> stale people counted under it; when everyone goes (what cleanup
+  -- mostly finds), the context keys go whole instead.
+  local everyone = redis.call('ZCARD', LIVE) == n
+  local context = {{}, {}, {}, {}}
   for _, chunk in ipairs(chunks(stale)) do
     for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(chunk))) do
       if raw then
         local group = string.match(raw, '^%d+|%d+|%d+|([01]|[^|]*|[^|]*)|')
         groups[group] = (groups[group] or 0) + 1
+        if not everyone then
+          tally_context(raw, context)
+        end
       end
     end
     redis.call('HDEL', VISITORS, unpack(chunk))
@@ -228,9 +311,14 @@ local function prune(cutoff, writing)
       bump(key, field, delta)
     end
   end
+  for i, values in ipairs(context) do
+    for value, count in pairs(values) do
+      uncount_context(CONTEXT_KEYS[i], value, count)
+    end
+  end
   redis.call('ZREMRANGEBYSCORE', LIVE, '-inf', cutoff)
-  if redis.call('ZCARD', LIVE) == 0 then
-    redis.call('DEL', GROUPS)
+  if everyone then
+    redis.call('DEL', GROUPS, unpack(CONTEXT_KEYS))
   end
   return n
 end
@@ -275,6 +363,39 @@ local function live_counts(cutoff)
   end
   local total = redis.call('ZCOUNT', LIVE, '(' .. cutoff, '+inf')
   return total, counts, corrected(divisions, deltas[DIVISIONS]), corrected(pairs_, deltas[PAIRS]), connections
+end
+
+-- The live context, for a read (which prunes nothing): per dimension, value, people, value, ...
+-- (at most the cap's values and CONTEXT_OTHER). The stale people not pruned yet are taken back by
+-- their records, the CONTEXT_STALE_BATCH least recently live of them: beyond that many (a large
+-- community that fell silent since the last beacon and cleanup), the rest still count under their
+-- values until the next beacon or cleanup prunes them, within a minute.
+local CONTEXT_STALE_BATCH = 1000
+
+local function live_context(cutoff)
+  local stale = {{}, {}, {}, {}}
+  local people = redis.call('ZRANGE', LIVE, '-inf', cutoff, 'BYSCORE', 'LIMIT', 0, CONTEXT_STALE_BATCH)
+  if #people > 0 then
+    for _, raw in ipairs(redis.call('HMGET', VISITORS, unpack(people))) do
+      if raw then
+        tally_context(raw, stale)
+      end
+    end
+  end
+  local out = {}
+  for i, key in ipairs(CONTEXT_KEYS) do
+    local flat = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    local kept = {}
+    for j = 1, #flat, 2 do
+      local value = tonumber(flat[j + 1]) - (stale[i][flat[j]] or 0)
+      if value > 0 then
+        kept[#kept + 1] = flat[j]
+        kept[#kept + 1] = value
+      end
+    end
+    out[i] = kept
+  end
+  return out
 end
 
 -- Keeps the highest count seen in a per-minute series field (the hour's key gets its expiry

@@ -25,13 +25,15 @@ local others_total = tonumber(ARGV[11])
 local others_opened_day = tonumber(ARGV[12])
 local others_opened_week = tonumber(ARGV[13])
 local others_opened_month = tonumber(ARGV[14])
+-- '1': the live context too (community.lua, live_context).
+local with_context = ARGV[15]
 local FIRST_SERIES = 17
 -- A split community (README, "One community in N parts"): the other parts are read first, each
 -- with `with_sketches` '1' (its raw unique-visitor sketches come back too); part 0 is read last
 -- with their live count (`others_total`; -1: no other parts), their counts at each bucket's start
 -- and, after the fixed ARGV, their sketches, day, week and month per part: it folds them into its
 -- own figures (calendar.lua), which are then the community's.
-local others_sketches = {unpack(ARGV, 15)}
+local others_sketches = {unpack(ARGV, 16)}
 -- Returns the aggregates below, or {false, installed version, calendar, division} when the
 -- community's registration in Redis is not the caller's (calendar.lua; nothing is written then).
 -- A bucket that starts before this read is opened first, so its peak is never below the people
@@ -84,4 +86,5 @@ return {
   connections,
   opened,
   own_sketches,
+  with_context == '1' and live_context(cutoff_ms) or false,
 }

@@ -48,6 +48,12 @@ local bucket_margin_ms = tonumber(ARGV[30])
 local client = ARGV[31]
 local check_tab = ARGV[32]
 local check_alt = ARGV[33]
+-- The page view's context ('' keeps the person's value: community.lua, set_context).
+local page = ARGV[34]
+local referrer = ARGV[35]
+local device = ARGV[36]
+local country = ARGV[37]
+local context_cap = tonumber(ARGV[38])
 -- Returns {status, live count, needs index, recorded at}; status 1 counted, 2 duplicate,
 -- 3 rate limited, 4 not present, 5 too many new anonymous people from one client. "Recorded
 -- at" is when the event id was first seen (now, unless a duplicate). Status 6: the community's
@@ -227,6 +233,7 @@ if not raw or rec.a ~= is_authenticated or rec.c ~= community_division or rec.d 
   redis.call('SADD', GROUPS, group_of(rec))
 end
 rec.u = user_id
+set_context(rec, {page, referrer, device, country}, folded and folded.x, context_cap)
 if rec.k[#rec.k] ~= connection then
   rec.k = without(rec.k, connection)
   rec.k[#rec.k + 1] = connection
