@@ -530,6 +530,7 @@ def test_admin_registers_a_community(function_env: None) -> None:
         "time_zone": "UTC",
         "zone_history": [],
         "version": 1,
+        "parts": 1,
     }
     assert get_stores().communities.get("laval-north") is not None
 
