@@ -168,16 +168,7 @@ class CleanupIndex:
         keys = CommunityKeys(community_id, part)
         day, week, month = buckets
         script_keys = PruneKeys(
-            **keys.state_fields,
-            series=keys.series(hour_id(now_ms)),
-            meta=keys.meta,
-            closed=keys.closed,
-            peak_day=keys.peak(day),
-            peak_week=keys.peak(week),
-            peak_month=keys.peak(month),
-            unique_day=keys.unique(day),
-            unique_week=keys.unique(week),
-            unique_month=keys.unique(month),
+            **keys.state_fields, series=keys.series(hour_id(now_ms)), **keys.calendar_fields(buckets)
         )
         args = PruneArgs(
             cutoff_ms=now_ms - self.window_ms,
@@ -215,17 +206,7 @@ class CleanupIndex:
             sketches.extend(sketch or b"" for sketch in replies[first + 3 : first + 6])
         keys = CommunityKeys(community_id)
         day, week, month = buckets
-        script_keys = FoldKeys(
-            **keys.state_fields,
-            peak_day=keys.peak(day),
-            peak_week=keys.peak(week),
-            peak_month=keys.peak(month),
-            unique_day=keys.unique(day),
-            unique_week=keys.unique(week),
-            unique_month=keys.unique(month),
-            meta=keys.meta,
-            closed=keys.closed,
-        )
+        script_keys = FoldKeys(**keys.state_fields, **keys.calendar_fields(buckets))
         args = FoldArgs(
             now_ms=now_ms,
             community_version=version,

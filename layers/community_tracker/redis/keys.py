@@ -15,6 +15,7 @@ import base64
 import hashlib
 import re
 import zlib
+from collections.abc import Sequence
 
 from community_tracker.timeutil import DAY_MS, MINUTE_MS, Bucket
 
@@ -99,6 +100,21 @@ class CommunityKeys:
             or key in (self.groups, self.meta)
             or key.startswith((self.group(""), self.context("")))
         )
+
+    def calendar_fields(self, buckets: Sequence[Bucket]) -> dict[str, str]:
+        """The peak and unique-visitor keys of the open day, week and month, `meta` and `closed`:
+        what every script that opens buckets takes after the state, by its contracts' names."""
+        day, week, month = buckets
+        return {
+            "peak_day": self.peak(day),
+            "peak_week": self.peak(week),
+            "peak_month": self.peak(month),
+            "unique_day": self.unique(day),
+            "unique_week": self.unique(week),
+            "unique_month": self.unique(month),
+            "meta": self.meta,
+            "closed": self.closed,
+        }
 
     def peak(self, bucket: Bucket) -> str:
         return self.peak_key(bucket.period, bucket.key)

@@ -442,20 +442,6 @@ class VisitorTracker:
             "month_bucket": bucket_descriptor(month),
         }
 
-    @staticmethod
-    def _bucket_keys(keys: CommunityKeys, buckets: Sequence[Bucket]) -> dict[str, str]:
-        day, week, month = buckets
-        return {
-            "peak_day": keys.peak(day),
-            "peak_week": keys.peak(week),
-            "peak_month": keys.peak(month),
-            "unique_day": keys.unique(day),
-            "unique_week": keys.unique(week),
-            "unique_month": keys.unique(month),
-            "meta": keys.meta,
-            "closed": keys.closed,
-        }
-
     @live_state_errors
     def install_community(
         self, community: Community, now_ms: int, checkpoint: Checkpoint | None = None, *, force: bool = False
@@ -553,7 +539,7 @@ class VisitorTracker:
     def _move_keys(self, community_id: str, part: int, registration: Registration, now_ms: int) -> list[str]:
         keys = CommunityKeys(community_id, part)
         buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
-        return EvictKeys(**keys.state_fields, **self._bucket_keys(keys, buckets)).values()
+        return EvictKeys(**keys.state_fields, **keys.calendar_fields(buckets)).values()
 
     def _evict(
         self,
@@ -1065,7 +1051,7 @@ class VisitorTracker:
         with_context: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
         keys = CommunityKeys(community_id, part)
-        script_keys = ReadStateKeys(**keys.state_fields, **self._bucket_keys(keys, buckets))
+        script_keys = ReadStateKeys(**keys.state_fields, **keys.calendar_fields(buckets))
         args = ReadStateArgs(
             cutoff_ms=now_ms - self.window_ms,
             present_after_ms=now_ms - self.presence_ms,
