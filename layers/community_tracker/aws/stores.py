@@ -442,16 +442,16 @@ class DynamoVisitStore:
         limit: int,
         after: HistoryPosition | None = None,
         partitions: int = 1,
-        budget_seconds: float = HISTORY_READ_SECONDS,
+        budget_seconds: float | None = None,
     ) -> CommunityHistoryPage:
         """Newest first, merged from the community's `partitions` visit partitions: each is read
         newest first from where the page before ended, and the newest head of them all goes next.
         A partition's reads ask for its share of what the page still needs, and one more (so a
         partition that ends with the page is known to be done): visits spread evenly, so a page
-        reads not much more than it hands out. Past `budget_seconds` of reading, the page ends
+        reads not much more than it hands out. Past `budget_seconds` (`HISTORY_READ_SECONDS`) of reading, the page ends
         with what it has (its position goes on from there), or, with nothing yet, is
         `HistoryUnavailable`: a 503 in time, never a Lambda timeout."""
-        deadline = self._clock() + budget_seconds
+        deadline = self._clock() + (HISTORY_READ_SECONDS if budget_seconds is None else budget_seconds)
         done = after.done if after is not None else frozenset()
         start = after.after if after is not None else None
         readers = [
