@@ -8,11 +8,11 @@ local USER_COMMUNITIES = KEYS[10]
 local now_ms = tonumber(ARGV[1])
 local cutoff_ms = ARGV[2]
 local member = ARGV[3]
-local connection = ARGV[4]
-local is_authenticated = ARGV[5]
-local community_division = ARGV[6]
-local visitor_division = ARGV[7]
-local has_alt_member = ARGV[8]
+local alt_member = ARGV[4]
+local connection = ARGV[5]
+local is_authenticated = ARGV[6]
+local community_division = ARGV[7]
+local visitor_division = ARGV[8]
 local connection_rate_limit = tonumber(ARGV[9])
 local minute = ARGV[10]
 local series_expire_at = ARGV[11]
@@ -28,8 +28,9 @@ prune(cutoff_ms, true)
 local state = redis.call('HGET', CONN_PEOPLE, connection)
 local raw = redis.call('HGET', VISITORS, member)
 if not raw then
-  -- Nobody to keep live, unless the tab is someone else's or the person is under another key.
-  if state or has_alt_member == '1' then
+  -- Nobody to keep live, unless the tab is someone else's or the person may be under another key
+  -- (`alt_member`, which only record.lua looks up).
+  if state or alt_member ~= '' then
     return ELSEWHERE
   end
   return {4, redis.call('ZCARD', LIVE), 0, now_ms}
