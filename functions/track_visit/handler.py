@@ -13,6 +13,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from community_tracker.aws.stores import get_stores
+from community_tracker.factories import warm_before_snapshot
 from community_tracker.http.errors import (
     BodyTooLarge,
     error_response,
@@ -26,6 +28,8 @@ from track_visit import beacon_routes, community_routes
 app = build_resolver()
 app.include_router(beacon_routes.router)
 app.include_router(community_routes.router)
+# SnapStart: the DynamoDB resource (the community lookup's) is built before the snapshot.
+warm_before_snapshot(get_stores)
 
 
 # Malformed beacons are answered as everywhere else, and also counted as "invalid" drops of the
