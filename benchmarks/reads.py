@@ -1,8 +1,8 @@
 """Figure 3: every stats read on one community with 100 000 live visitors, and 10 000 stale ones.
 
 Time per read and round trips per read, against one PING (a round trip that does nothing). A read
-prunes at most a bounded batch of stale people (the rest is cleanup's) and discounts the others:
-the first summary after 10 000 went stale at once (a quiet spell) is compared with a warm one
+prunes nothing (the stale are the beacons' and cleanup's) and discounts the stale by group: the
+first summary after 10 000 went stale at once (a quiet spell) is compared with a warm one
 (nobody stale), in redis-server's own time and in wall time, each the median of several quiet
 spells (cleanup runs between them, then 10 000 more go stale).
 """

@@ -11,9 +11,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from community_tracker.alerts import AlertReport, run_alert_pass
 from community_tracker.aws.alert_stores import get_alert_history, get_alert_rules
 from community_tracker.aws.events import get_publisher
+from community_tracker.factories import warm_before_snapshot
 from community_tracker.observability import count, logger, metrics, tracer
 from community_tracker.redis.alert_state import get_alert_state_store
 from community_tracker.timeutil import scheduled_time_ms
+
+# SnapStart: the DynamoDB and EventBridge clients are built before the snapshot.
+warm_before_snapshot(get_alert_rules, get_alert_history, get_publisher)
 
 
 def run_alerts(now_ms: int) -> AlertReport:

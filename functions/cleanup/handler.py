@@ -10,10 +10,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.cleanup import CleanupReport, run_cleanup_pass
+from community_tracker.factories import warm_before_snapshot
 from community_tracker.observability import count, logger, metrics, tracer
 from community_tracker.redis.cleanup_index import get_cleanup_index
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import scheduled_time_ms, system_clock
+
+# SnapStart: the DynamoDB resource (the peak history's) is built before the snapshot.
+warm_before_snapshot(get_stores)
 
 
 def run_pass(now_ms: int, time_left_ms: Callable[[], int]) -> CleanupReport:

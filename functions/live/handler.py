@@ -25,6 +25,7 @@ from community_tracker.errors import (
     TokenRequired,
     UnknownCommunity,
 )
+from community_tracker.factories import warm_before_snapshot
 from community_tracker.identity import get_token_verifier
 from community_tracker.live import SubscriptionExpired
 from community_tracker.models import COMMUNITY_ID_PATTERN
@@ -34,6 +35,9 @@ from community_tracker.settings import get_settings
 from community_tracker.timeutil import iso, system_clock
 
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
+
+# SnapStart: the DynamoDB resource (the community lookup's) is built before the snapshot.
+warm_before_snapshot(get_stores)
 
 
 def _answer(status: int, message: str = "") -> dict[str, Any]:

@@ -9,6 +9,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from community_tracker.aws.stores import get_stores
+from community_tracker.factories import warm_before_snapshot
 from community_tracker.http.errors import error_response
 from community_tracker.http.resolver import accept_text_plain_json, build_resolver, vary_on_origin
 from community_tracker.observability import logger, metrics, tracer
@@ -30,6 +32,8 @@ app.include_router(docs_routes.router)
 app.include_router(automation_routes.router)
 app.include_router(alert_routes.router)
 app.include_router(share_routes.router)
+# SnapStart: the DynamoDB resource (the community lookup's) is built before the snapshot.
+warm_before_snapshot(get_stores)
 
 
 # The routes that take a body (alert rule, share links): a body API Gateway delivered base64-encoded

@@ -14,6 +14,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from community_tracker.agents import prime_device_rules
+from community_tracker.aws.stores import get_stores
+from community_tracker.factories import warm_before_snapshot
 from community_tracker.http.errors import (
     BodyTooLarge,
     error_response,
@@ -30,6 +32,8 @@ app.include_router(community_routes.router)
 # A page view's live context needs its device class: ua-parser's rules compiled during init (in the
 # SnapStart snapshot; locally, before an execution environment takes its first invocation).
 prime_device_rules()
+# SnapStart: the DynamoDB resource (the community lookup's) is built before the snapshot.
+warm_before_snapshot(get_stores)
 
 
 # Malformed beacons are answered as everywhere else, and also counted as "invalid" drops of the

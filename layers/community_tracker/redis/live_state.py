@@ -631,6 +631,7 @@ class VisitorTracker:
             now_ms=now_ms,
             cutoff_ms=now_ms - self.window_ms,
             member=member,
+            alt_member=stored_key(visit.alt_key) if visit.alt_key else "",
             connection=stored_key(visit.connection),
             is_authenticated=int(visitor.is_authenticated),
             community_division=visit.community_division or "",
