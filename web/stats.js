@@ -63,8 +63,10 @@
   function useZone(zone, source) {
     if (!zone || !validZone(zone)) return;
     if (source === "buckets" && state.zoneSource === "community") return;
+    const changed = zone !== state.zone;
     state.zone = zone;
     state.zoneSource = source;
+    if (changed) renderChart(); // its time axis is labelled in the zone: never left in the old one
   }
   function parts(ms, options) {
     const out = {};
