@@ -302,7 +302,8 @@ def _decoded(value: Any) -> Any:
 
 
 class _Moved(NamedTuple):
-    """People evict.lua took out of a part: its flat answer, and their tabs."""
+    """People evict.lua took out of a part: its flat answer, the people, and their tabs (with
+    the left tabs of nobody it took: their person folded away)."""
 
     flat: list[Any]
     people: list[str]
@@ -314,7 +315,8 @@ def _moved(flat: list[Any]) -> _Moved:
     tabs: list[str] = []
     i = 0
     while i < len(flat):
-        people.append(flat[i])
+        if flat[i]:
+            people.append(flat[i])
         n = int(flat[i + 2])
         tabs.extend(flat[i + 3 + 3 * c] for c in range(n))
         i += 3 + 3 * n
@@ -562,7 +564,7 @@ class VisitorTracker:
         return _moved(self._scripts.call("evict", keys, [*args.values(), *names]))
 
     def _adopt(self, community_id: str, part: int, moved: _Moved, now_ms: int, registration: Registration) -> None:
-        if not moved.people:
+        if not moved.flat:
             return
         args = AdoptArgs(
             cutoff_ms=now_ms - self.window_ms,

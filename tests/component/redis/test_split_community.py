@@ -46,6 +46,20 @@ def in_other_parts(first: VisitorIdentity, candidates: Callable[[int], VisitorId
     return next(c for c in map(candidates, range(100)) if part_of(stored_key(c.key), PARTS) != home)
 
 
+Step = Callable[[Community], object]
+
+
+def side_by_side(tracker: VisitorTracker) -> tuple[Community, Community, Callable[[Step], None]]:
+    """A community in one part and one in PARTS, and what does a step on both."""
+    whole, split = registered(tracker, 1), registered(tracker, PARTS)
+
+    def both(step: Step) -> None:
+        step(whole)
+        step(split)
+
+    return whole, split, both
+
+
 @pytest.fixture
 def tracker(redis_client: RedisClient) -> VisitorTracker:
     return tracker_for(redis_client, window_seconds=300, dedup_seconds=600)
@@ -54,12 +68,7 @@ def tracker(redis_client: RedisClient) -> VisitorTracker:
 def test_a_login_and_a_logout_across_parts_are_one_person(tracker: VisitorTracker) -> None:
     browser = anonymous("split-browser", "montreal")
     account = in_other_parts(browser, lambda i: user(f"split-user-{i}", "laval"))
-    whole, split = registered(tracker, 1), registered(tracker, PARTS)
-
-    def both(step: Callable[[Community], object]) -> None:
-        step(whole)
-        step(split)
-
+    whole, split, both = side_by_side(tracker)
     # Given an anonymous browser with two tabs, three pages
     both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("a")), T0))
     both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("a")), T0 + 1))
@@ -140,3 +149,34 @@ def test_a_change_of_parts_on_a_live_community_loses_nobody_and_counts_nobody_tw
             assert outcome.status == "counted"
         tracker.remove_visitor(c.community_id, tab("n4"), later + 1)
     assert answers(tracker, community, later + SECOND) == answers(tracker, whole, later + SECOND)
+
+
+def test_a_left_tab_of_a_person_folded_away_counts_until_its_grace_ends_in_any_part(tracker: VisitorTracker) -> None:
+    # Given a browser with one tab open and one just left (in its grace), and a user of another part
+    browser = anonymous("orphan-browser", "montreal")
+    account = in_other_parts(browser, lambda i: user(f"orphan-user-{i}", "laval"))
+    stranger = in_other_parts(account, lambda i: user(f"orphan-stranger-{i}", None))
+    whole, split, both = side_by_side(tracker)
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("open")), T0))
+    both(lambda c: tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab("left")), T0 + 1))
+    both(lambda c: tracker.remove_visitor(c.community_id, tab("left"), T0 + 2))
+    # When the open tab signs in: the browser folds into the user, its left tab still in its grace
+    login = T0 + SECOND
+    both(lambda c: tracker.add_visitor(visit(c.community_id, account, c.division_id, connection=tab("open")), login))
+    assert answers(tracker, split, login) == answers(tracker, whole, login)
+    # and a heartbeat of someone not live arrives from the left tab: it changes nothing
+    for c in (whole, split):
+        outcome = tracker.update_visitor_activity(
+            visit(c.community_id, stranger, c.division_id, connection=tab("left")), login + 1
+        )
+        assert outcome.status == "not_present"
+    # Then the left tab is still a connection, in one part as in the other, until its grace ends
+    assert answers(tracker, split, login + 2) == answers(tracker, whole, login + 2)
+    assert answers(tracker, split, login + 2)["summary"]["stats"]["connections"] == 2
+    # and a page view from it later counts it once
+    both(
+        lambda c: tracker.add_visitor(visit(c.community_id, stranger, c.division_id, connection=tab("left")), login + 3)
+    )
+    assert answers(tracker, split, login + 3) == answers(tracker, whole, login + 3)
+    after_grace = T0 + 20 * SECOND
+    assert answers(tracker, split, after_grace) == answers(tracker, whole, after_grace)

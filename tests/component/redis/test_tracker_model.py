@@ -551,11 +551,6 @@ def test_tracker_matches_the_reference_model(redis_client: RedisClient, parts: i
         machine,
         settings=settings(
             max_examples=60 if parts == 1 else 30,
-            # Known gap (README, "One community in N parts"): random runs found, rarely, a split
-            # community counting one connection fewer than the same community unsplit (a left tab
-            # whose person was folded away, taken out with a tab that moves part). Until that is
-            # fixed, the split runs are a fixed set, the same in every run of the suite.
-            derandomize=parts > 1,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -33,10 +33,8 @@ if calendar then
 end
 prune(cutoff_ms, true)
 
-local arrived = 0
-local i = 1
-while i <= #people do
-  local member, rec, n = people[i], decode(people[i + 1]), tonumber(people[i + 2])
+-- One person arriving: merged with themselves if live here already; answers 1.
+local function adopt_person(member, rec)
   local here = redis.call('HGET', VISITORS, member)
   if here then
     local mine = decode(here)
@@ -57,16 +55,26 @@ while i <= #people do
       redis.call('ZINCRBY', CONTEXT_KEYS[d], 1, value)
     end
   end
+  redis.call('HSET', VISITORS, member, encode(rec))
+  local live_score, present_score = person_scores(rec, window_ms - presence_ms)
+  set_live(member, rec, live_score)
+  redis.call('ZADD', PRESENT, present_score, member)
+  return 1
+end
+
+-- A connection of nobody (person '': a left tab whose person folded away) just comes with its entry.
+local arrived = 0
+local i = 1
+while i <= #people do
+  local member, n = people[i], tonumber(people[i + 2])
   for c = 0, n - 1 do
     local at = i + 3 + 3 * c
     redis.call('ZADD', CONNS, people[at + 1], people[at])
     redis.call('HSET', CONN_PEOPLE, people[at], people[at + 2])
   end
-  redis.call('HSET', VISITORS, member, encode(rec))
-  local live_score, present_score = person_scores(rec, window_ms - presence_ms)
-  set_live(member, rec, live_score)
-  redis.call('ZADD', PRESENT, present_score, member)
-  arrived = arrived + 1
+  if member ~= '' then
+    arrived = arrived + adopt_person(member, decode(people[i + 1]))
+  end
   i = i + 3 + 3 * n
 end
 return arrived

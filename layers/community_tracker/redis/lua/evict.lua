@@ -23,7 +23,9 @@ local bucket_margin_ms = tonumber(ARGV[7])
 local by_tab = ARGV[8]
 local names = {unpack(ARGV, 9)}
 -- Returns, flat, per person taken: person, record, how many connections, then per connection its
--- key, score and entry. A tab whose person is gone already (folded into another) just goes.
+-- key, score and entry. A tab whose person is gone already (folded into another: a left tab in its
+-- grace) goes as a connection of nobody (person and record ''), so it is still counted where it
+-- goes until its grace ends, as it is in one part.
 local calendar = plan_calendar(META, community_version, {day_bucket, week_bucket, month_bucket})
 if calendar then
   open_buckets(calendar, {
@@ -41,6 +43,12 @@ for _, name in ipairs(names) do
     local state = redis.call('HGET', CONN_PEOPLE, name)
     member = state and conn_person(state)
     if member and redis.call('HEXISTS', VISITORS, member) == 0 then
+      local score = redis.call('ZSCORE', CONNS, name)
+      if score then
+        for _, value in ipairs({'', '', 1, name, score, state}) do
+          out[#out + 1] = value
+        end
+      end
       redis.call('HDEL', CONN_PEOPLE, name)
       redis.call('ZREM', CONNS, name)
       member = nil
