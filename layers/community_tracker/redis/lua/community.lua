@@ -409,3 +409,39 @@ local function sample(series_key, minute, count, expire_at)
     end
   end
 end
+
+-- A beacon heard a person on one of their connections at `now`: their record, the connection's
+-- entry (open, whose, and its beacons this minute while the per-connection limit is on; written
+-- only when it changed from `state`), its score, the person's LIVE and PRESENT scores. Answers the
+-- live count. record.lua and heartbeat.lua end every counted beacon with it.
+local function hear(member, rec, connection, state, now, rate_limited, minute, beats)
+  redis.call('HSET', VISITORS, member, encode(rec))
+  local entry = '1' .. member
+  if rate_limited then
+    entry = entry .. '\n' .. minute .. ':' .. beats
+  end
+  if entry ~= state then
+    redis.call('HSET', CONN_PEOPLE, connection, entry)
+  end
+  redis.call('ZADD', CONNS, now, connection)
+  set_live(member, rec, now)
+  redis.call('ZADD', PRESENT, now, member)
+  return redis.call('ZCARD', LIVE)
+end
+
+-- The answer of a counted beacon, {1, count, needs index, now}: the user's set of communities
+-- (when the beacon names one) is refreshed, and so, now and then, is the community's registration
+-- in cleanup's index, so one lost between the script and the caller's ZADD (a timeout, a crash)
+-- heals by itself.
+local function counted_answer(count, now, user_communities, community_id, user_set_ttl_ms, index_refresh_ms)
+  if user_communities then
+    redis.call('ZADD', user_communities, now, community_id)
+    redis.call('PEXPIRE', user_communities, user_set_ttl_ms)
+  end
+  local indexed = tonumber(redis.call('HGET', COUNTS, 'indexed') or '0')
+  if now - indexed < index_refresh_ms then
+    return {1, count, 0, now}
+  end
+  redis.call('HSET', COUNTS, 'indexed', now)
+  return {1, count, 1, now}
+end

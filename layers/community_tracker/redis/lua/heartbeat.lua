@@ -69,27 +69,6 @@ if not listed or rec.a ~= is_authenticated or rec.c ~= community_division or rec
 end
 
 rec.l = now_ms
-redis.call('HSET', VISITORS, member, encode(rec))
-local entry = '1' .. member
-if connection_rate_limit > 0 then
-  entry = entry .. '\n' .. minute .. ':' .. beats
-end
-if entry ~= state then
-  redis.call('HSET', CONN_PEOPLE, connection, entry)
-end
-redis.call('ZADD', CONNS, now_ms, connection)
-set_live(member, rec, now_ms)
-redis.call('ZADD', PRESENT, now_ms, member)
-local count = redis.call('ZCARD', LIVE)
+local count = hear(member, rec, connection, state, now_ms, connection_rate_limit > 0, minute, beats)
 sample(SERIES, minute, count, series_expire_at)
-if USER_COMMUNITIES then
-  redis.call('ZADD', USER_COMMUNITIES, now_ms, community_id)
-  redis.call('PEXPIRE', USER_COMMUNITIES, user_set_ttl_ms)
-end
--- As in record.lua: the index registration is refreshed now and then, so a lost one heals.
-local indexed = tonumber(redis.call('HGET', COUNTS, 'indexed') or '0')
-if now_ms - indexed < index_refresh_ms then
-  return {1, count, 0, now_ms}
-end
-redis.call('HSET', COUNTS, 'indexed', now_ms)
-return {1, count, 1, now_ms}
+return counted_answer(count, now_ms, USER_COMMUNITIES, community_id, user_set_ttl_ms, index_refresh_ms)

@@ -105,23 +105,8 @@ local function over_client_limit()
   return hits > client_rate_limit
 end
 
--- The registration in cleanup's index is refreshed now and then, so a registration lost
--- between this script and the caller's ZADD (a timeout, a crash) heals by itself.
-local function needs_index()
-  local indexed = tonumber(redis.call('HGET', COUNTS, 'indexed') or '0')
-  if now_ms - indexed < index_refresh_ms then
-    return 0
-  end
-  redis.call('HSET', COUNTS, 'indexed', now_ms)
-  return 1
-end
-
 local function counted(count)
-  if USER_COMMUNITIES then
-    redis.call('ZADD', USER_COMMUNITIES, now_ms, community_id)
-    redis.call('PEXPIRE', USER_COMMUNITIES, user_set_ttl_ms)
-  end
-  return {1, count, needs_index(), now_ms}
+  return counted_answer(count, now_ms, USER_COMMUNITIES, community_id, user_set_ttl_ms, index_refresh_ms)
 end
 
 -- The connection's entry: whose it is, and its beacons this minute (the per-connection limit),
@@ -238,18 +223,7 @@ if rec.k[#rec.k] ~= connection then
   rec.k = without(rec.k, connection)
   rec.k[#rec.k + 1] = connection
 end
-redis.call('HSET', VISITORS, member, encode(rec))
-local entry = '1' .. member
-if connection_rate_limit > 0 then
-  entry = entry .. '\n' .. minute .. ':' .. beats
-end
-if entry ~= owner_state then
-  redis.call('HSET', CONN_PEOPLE, connection, entry)
-end
-redis.call('ZADD', CONNS, now_ms, connection)
-set_live(member, rec, now_ms)
-redis.call('ZADD', PRESENT, now_ms, member)
-local count = redis.call('ZCARD', LIVE)
+local count = hear(member, rec, connection, owner_state, now_ms, connection_rate_limit > 0, minute, beats)
 
 -- A heartbeat of someone already live (not a fold) neither raised the count nor made anyone: in
 -- open buckets their peaks are at least the count already (a bucket opens with the live count) and
