@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 
+# Connections a client keeps open at once: a history page reads this many partitions together
+# (stores.HISTORY_READERS); botocore's default is 10.
+CONNECTIONS_PER_CLIENT = 16
+
+
 @cached_factory
 def _client_config() -> Config:
     """Sized to the functions' 10 s timeout (README, "Deploying": the timeout budget): a beacon's
@@ -25,7 +30,12 @@ def _client_config() -> Config:
     pretending a visit was kept."""
     from botocore.config import Config
 
-    return Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=1, read_timeout=1)
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 2},
+        connect_timeout=1,
+        read_timeout=1,
+        max_pool_connections=CONNECTIONS_PER_CLIENT,
+    )
 
 
 def _session_kwargs(settings: Settings, service: str) -> dict[str, Any]:

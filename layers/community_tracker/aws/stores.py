@@ -12,9 +12,11 @@ import binascii
 import functools
 import hashlib
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -25,7 +27,7 @@ from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from boto3.dynamodb.types import Binary
 from botocore.exceptions import BotoCoreError, ClientError
 
-from community_tracker.aws.clients import dynamodb_resource
+from community_tracker.aws.clients import CONNECTIONS_PER_CLIENT, dynamodb_resource
 from community_tracker.errors import DirectoryUnavailable, HistoryUnavailable, InvalidCursor
 from community_tracker.factories import cached_factory
 from community_tracker.models import (
@@ -42,6 +44,7 @@ from community_tracker.settings import get_settings
 from community_tracker.timeutil import Bucket, Period, iso, natural_bucket, to_ms
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import Table
 
 USER_INDEX = "ByUser"
@@ -56,6 +59,16 @@ EVENT_GUARD_SECONDS = 8 * 86_400
 CONFLICT_ATTEMPTS = 3
 # A community history page stops reading its partitions after this (README, "Timeouts").
 HISTORY_READ_SECONDS = 3.0
+# A page reads this many of its partitions at once (README, "Visit history (DynamoDB)"), each
+# on a connection of the client's own.
+HISTORY_READERS = CONNECTIONS_PER_CLIENT
+
+
+@functools.cache
+def _history_pool() -> ThreadPoolExecutor:
+    """The threads a history page reads its partitions on: made on first use (never at import,
+    nor before a SnapStart snapshot), kept for the execution environment."""
+    return ThreadPoolExecutor(max_workers=HISTORY_READERS, thread_name_prefix="history")
 
 
 def _cancelled_for(error: ClientError, reason: str) -> bool:
@@ -337,19 +350,28 @@ class CommunityHistoryPage:
 
 
 class _PartitionReader:
-    """One partition's visits, newest first, read a chunk at a time as the merge takes them."""
+    """One partition's visits, newest first, read a chunk at a time as the merge takes them.
 
-    def __init__(self, table: Table, pk: str, partition: int, after: str | None, first_chunk: int) -> None:
-        self._table = table
+    A page reads its partitions at once, on threads: through the table's client, which botocore
+    makes safe to share between threads (a resource is not). The client still turns Python values
+    into DynamoDB's and back (boto3's transformation injector, on every client of a resource);
+    the key condition is a string, since the injector's condition builder is one per client."""
+
+    def __init__(
+        self, client: DynamoDBClient, table: str, pk: str, partition: int, after: str | None, chunk: int
+    ) -> None:
+        self._client = client
         self.partition = partition
         self._query: dict[str, Any] = {
-            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with(VISIT_PREFIX),
+            "TableName": table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :visit)",
+            "ExpressionAttributeValues": {":pk": pk, ":visit": VISIT_PREFIX},
             "ScanIndexForward": False,
         }
         if after is not None:
             # A position, not necessarily a key of this partition: DynamoDB starts after it either way.
             self._query["ExclusiveStartKey"] = {"PK": pk, "SK": after}
-        self._chunk = first_chunk
+        self._chunk = chunk
         self._buffer: deque[dict[str, Any]] = deque()
         self._more = True
 
@@ -360,8 +382,8 @@ class _PartitionReader:
 
     def read(self, share: int) -> None:
         """The next chunk; `share`: what a later read asks for (and one more)."""
-        response = self._table.query(Limit=self._chunk, **self._query)
-        self._buffer.extend(response["Items"])
+        response = self._client.query(Limit=self._chunk, **self._query)
+        self._buffer.extend(cast(list[dict[str, Any]], response["Items"]))
         self._more = "LastEvaluatedKey" in response
         if self._more:
             self._query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -454,25 +476,40 @@ class DynamoVisitStore:
         deadline = self._clock() + (HISTORY_READ_SECONDS if budget_seconds is None else budget_seconds)
         done = after.done if after is not None else frozenset()
         start = after.after if after is not None else None
+        client, table = self._table.meta.client, self._table.name
+        first_chunk = -(-limit // partitions) + 1
         readers = [
-            _PartitionReader(self._table, _visit_pk(community_id, k), k, start, -(-limit // partitions) + 1)
+            _PartitionReader(client, table, _visit_pk(community_id, k), k, start, first_chunk)
             for k in range(partitions)
             if k not in done
         ]
         taken: list[dict[str, Any]] = []
         while len(taken) < limit:
             share = -(-(limit - len(taken)) // partitions)
-            while (unread := next((r for r in readers if r.needs_read), None)) is not None:
-                if self._clock() > deadline:
-                    if not taken:
-                        raise HistoryUnavailable("visit history: its partitions answer too slowly, try again")
-                    return self._history_page(taken, done, readers, partitions)
-                unread.read(share)
+            unread = [reader for reader in readers if reader.needs_read]
+            if unread and not self._read_all(unread, share, deadline):
+                if not taken:
+                    raise HistoryUnavailable("visit history: its partitions answer too slowly, try again")
+                # The partitions still reading are left out: only those whose state is known count
+                return self._history_page(taken, done, [r for r in readers if r not in unread], partitions)
             heads = [reader for reader in readers if reader.head is not None]
             if not heads:
                 break
             taken.append(max(heads, key=_PartitionReader.head_key).pop())
         return self._history_page(taken, done, readers, partitions)
+
+    def _read_all(self, readers: list[_PartitionReader], share: int, deadline: float) -> bool:
+        """Reads the next chunk of every reader at once, within the page's budget. False: the
+        budget ended first (what is still reading then is left to itself; its reader is dropped
+        with the page). A read's own error is raised."""
+        now = self._clock()
+        if now > deadline:
+            return False
+        futures: list[Future[None]] = [_history_pool().submit(reader.read, share) for reader in readers]
+        finished, pending = wait(futures, timeout=deadline - now if math.isfinite(deadline) else None)
+        for future in finished:
+            future.result()
+        return not pending
 
     @staticmethod
     def _history_page(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -130,13 +132,19 @@ def _reads_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class QueryClock:
-    """A clock that moves one second each time it is read: a page's reads take that long."""
+    """A clock that moves one second with each query of a table's client: a page's reads take
+    that long, however many it runs at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: Any) -> None:
         self.now = 0.0
+        self._lock = threading.Lock()
+        table.meta.client.meta.events.register("before-call.dynamodb.Query", self._query)
+
+    def _query(self, **_: Any) -> None:
+        with self._lock:
+            self.now += 1.0
 
     def __call__(self) -> float:
-        self.now += 1.0
         return self.now
 
 
@@ -152,13 +160,13 @@ def test_pages_over_partitions_hand_out_every_visit_once_newest_first(
     moto_table: str, parts: int, offsets: list[int], limit: int, slow: bool, spare_reads: int
 ) -> None:
     # Given visits spread over `parts` partitions, many at the same millisecond, in a table that
-    # answers at once or (slow) so slowly that a page has time for one read per partition and a
-    # few more
+    # answers at once or (slow) so slowly that a page has time for one read per partition (at
+    # once) and a few more
     community_id = f"hyp-{uuid.uuid4().hex[:10]}"
     events = [event(community_id, f"evt-{i:06d}-{uuid.uuid4().hex[:4]}", T0 + at) for i, at in enumerate(offsets)]
     bulk_put(moto_table, "us-east-1", (visit_item(e, parts) for e in events))
     table = boto3.resource("dynamodb", region_name="us-east-1").Table(moto_table)
-    store = DynamoVisitStore(table, clock=QueryClock()) if slow else get_stores().visits
+    store = DynamoVisitStore(table, clock=QueryClock(table)) if slow else get_stores().visits
     budget = float(parts + spare_reads) if slow else None
 
     # When the history is read page by page
@@ -180,14 +188,77 @@ def test_pages_over_partitions_hand_out_every_visit_once_newest_first(
     assert slow or pages == max(1, -(-len(events) // limit))
 
 
+class SlowQueries:
+    """Each query of a table's client waits `seconds` before moto answers it (a `before-call`
+    hook, so the wait is in the store's own call) and is counted, with how many ran at once."""
+
+    def __init__(self, table: Any, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+        self.most_at_once = 0
+        self._running = 0
+        self._lock = threading.Lock()
+        table.meta.client.meta.events.register("before-call.dynamodb.Query", self._query)
+
+    def _query(self, **_: Any) -> None:
+        with self._lock:
+            self.calls += 1
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        time.sleep(self.seconds)
+        with self._lock:
+            self._running -= 1
+
+
+def test_a_page_reads_its_partitions_at_once(community: Community) -> None:
+    # Given a community's visits in 8 partitions, in a table that takes 0.2 s a query
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().table_name)
+    events = [event(community.community_id, f"evt-once-{i:04d}", T0 + i) for i in range(80)]
+    bulk_put(get_settings().table_name, "us-east-1", (visit_item(e, 8) for e in events))
+    slow = SlowQueries(table, 0.2)
+
+    # When a page of 40 is read
+    page = DynamoVisitStore(table).community_visits(community.community_id, limit=40, partitions=8)
+
+    # Then its 8 partitions' first reads ran together, not one after another
+    assert [v.event_id for v in page.visits] == newest_first(events)[:40]
+    assert slow.most_at_once == 8
+
+
 def test_a_page_that_cannot_read_every_partition_in_time_is_a_503(community: Community) -> None:
     table = boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().table_name)
-    store = DynamoVisitStore(table, clock=QueryClock())
+    store = DynamoVisitStore(table)
     for i in range(10):
         store.put_visit(event(community.community_id, f"evt-slow-{i:04d}", T0 + i), parts=4)
+    slow = SlowQueries(table, 1.0)
 
+    started = time.monotonic()
     with pytest.raises(HistoryUnavailable):
-        store.community_visits(community.community_id, limit=5, partitions=4, budget_seconds=3.0)
+        store.community_visits(community.community_id, limit=5, partitions=4, budget_seconds=0.3)
+    # in its budget, not after the slow reads: they were under way, and are left to end by themselves
+    assert time.monotonic() - started < 0.9
+    assert slow.calls == 4
+
+
+def test_a_page_that_read_some_visits_in_time_answers_them_with_a_cursor(moto_table: str) -> None:
+    # Given a community's 30 newest visits all in partition 0 of 4, older ones in the others, and
+    # a table whose queries take 1 s: a page of 30 merges partition 0's first chunk (9 visits) and
+    # must read it again, 1 s later, past its budget of 1.5 s
+    community_id = f"part-{uuid.uuid4().hex[:8]}"
+    ids = (f"evt-part-{i:04d}" for i in range(10_000))
+    newest = [i for i in ids if visit_partition(i, 4) == 0][:30]
+    older = [i for i in (f"evt-older-{i:04d}" for i in range(200)) if visit_partition(i, 4) != 0][:30]
+    events = [event(community_id, i, T0 + k) for k, i in enumerate(older)]
+    events += [event(community_id, i, T0 + 1000 + k) for k, i in enumerate(newest)]
+    bulk_put(moto_table, "us-east-1", (visit_item(e, 4) for e in events))
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(moto_table)
+    SlowQueries(table, 1.0)
+
+    page = DynamoVisitStore(table).community_visits(community_id, limit=30, partitions=4, budget_seconds=1.5)
+
+    # Then the page is what it could merge, newest first, and its cursor goes on from there
+    assert page.next is not None
+    assert [v.event_id for v in page.visits] == newest_first(events)[:9]
 
 
 def test_the_route_pages_a_sharded_history_through_one_cursor(community: Community) -> None:
