@@ -3,7 +3,6 @@ a real LocalStack would be (localstack-client reads LOCALSTACK_HOST / AWS_ENDPOI
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -40,12 +39,14 @@ class EmulatorProcess:
 def start_moto_server(host: str, log_path: Path | None = None, timeout: float = 30.0) -> EmulatorProcess:
     """`moto_server` on host:port, in the foreground of its own process (so its pid is ours)."""
     hostname, _, port = host.partition(":")
-    binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     log = log_path.open("ab") if log_path else subprocess.DEVNULL
+    # moto_server's own main, with DynamoDB's writes made atomic (infra/moto_atomic.py)
+    bind = "127.0.0.1" if hostname in {"localhost", ""} else hostname
     process = subprocess.Popen(
-        [binary, "-H", "127.0.0.1" if hostname in {"localhost", ""} else hostname, "-p", port],
+        [sys.executable, "-m", "infra.moto_atomic", "-H", bind, "-p", port],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     emulator = EmulatorProcess(host=host, process=process)
     deadline = time.monotonic() + timeout
