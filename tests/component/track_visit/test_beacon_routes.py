@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -584,6 +585,25 @@ def test_no_raw_session_or_client_id_anywhere(
     for secret in (secret_session, secret_ip):
         assert secret.encode() not in _everything_in_redis(raw_redis)
         assert all(secret not in text for text in texts)
+
+
+def test_no_raw_id_or_token_in_powertools_debug_logs(community: Community, caplog: pytest.LogCaptureFixture) -> None:
+    # Given Powertools' own debug logging on (POWERTOOLS_DEBUG), which formats each route's arguments
+    secret_browser, secret_tab, secret_token = "browser-SECRET-55", "tab-SECRET-66", token("user-q")
+    body = {"url": "https://x.example/", "visitor_id": secret_browser, "connection_id": secret_tab}
+
+    # When beacons carry a browser id, a tab id and (sendBeacon) a body token
+    with caplog.at_level(logging.DEBUG, logger="aws_lambda_powertools"):
+        answers = [
+            beacon(community.community_id, body),
+            beacon(community.community_id, {**body, "token": secret_token}, kind="heartbeat"),
+        ]
+
+    # Then they were handled, and no log line holds any of them
+    assert [a.status for a in answers] == [200, 200]
+    assert any("Calling API Route Handler" in r.getMessage() for r in caplog.records)
+    for secret in (secret_browser, secret_tab, secret_token):
+        assert all(secret not in r.getMessage() for r in caplog.records)
 
 
 def _everything_in_redis(redis: Redis) -> bytes:
