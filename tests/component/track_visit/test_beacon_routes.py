@@ -16,6 +16,7 @@ from redis import Redis
 from community_tracker.aws.stores import get_stores
 from community_tracker.factories import reset_factories
 from community_tracker.models import Community
+from community_tracker.observability import logger
 from community_tracker.redis.keys import CommunityKeys
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
@@ -619,6 +620,19 @@ def _everything_in_redis(redis: Redis) -> bytes:
         elif kind == b"zset":
             parts.extend(cast(list[bytes], redis.zrange(key, 0, -1)))
     return b"\n".join(parts)
+
+
+def test_logs_carry_the_api_gateway_request_id(function_env: None, redis: Redis) -> None:
+    # Given the sample beacon, which API Gateway gave a request id
+    get_stores().communities.put(Community(community_id="quebec-city", slug="quebec-city", name="Quebec City"))
+    event = load_event("beacon_visit")
+
+    # When it is handled
+    answer = call(lambda_handler, event)
+
+    # Then the request's logs are correlated by that id
+    assert answer.status == 200, answer.body
+    assert logger.get_correlation_id() == event["requestContext"]["requestId"]
 
 
 def test_metrics_are_emitted(community: Community, capsys: pytest.CaptureFixture[str]) -> None:
