@@ -6,14 +6,13 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.factories import warm_before_snapshot
 from community_tracker.http.errors import error_response
 from community_tracker.http.resolver import accept_text_plain_json, build_resolver, vary_on_origin
-from community_tracker.observability import logger, metrics, tracer
+from community_tracker.observability import correlate, logger, metrics, tracer
 from stats import (
     alert_routes,
     automation_routes,
@@ -45,9 +44,10 @@ def _undecodable_body(_error: UnicodeDecodeError) -> Response[Any]:
 
 # No answer in the trace: any answer of the stats API can be personal (exports, visitor lists, user
 # ids), and one over 64 KB would overflow the X-Ray segment. Only ColdStart and Service are recorded.
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(event)
     # Forms would be parsed by Powertools past the body cap: refused (415), as on the beacon routes.
     return vary_on_origin(app.resolve(accept_text_plain_json(event), context))

@@ -116,9 +116,15 @@ def _parse(community_id: str, body: PresenceBody, now_ms: int, headers: Mapping[
     )
 
 
-def _screened(community_id: str, body: PresenceBody, debug: bool, now_ms: int) -> Beacon | Dropped | Explained:
-    # Powertools builds a new case-insensitive copy of the headers on every `.headers`: once here.
-    headers = router.current_event.headers
+def _headers() -> Mapping[str, str]:
+    """The request's headers. Powertools builds a new case-insensitive copy on every `.headers`:
+    each route asks once and passes them on."""
+    return router.current_event.headers
+
+
+def _screened(
+    community_id: str, body: PresenceBody, headers: Mapping[str, str], debug: bool, now_ms: int
+) -> Beacon | Dropped | Explained:
     beacon = _parse(community_id, body, now_ms, headers)
     return screen(
         beacon,
@@ -135,7 +141,8 @@ def _by_current_registration(beacon: Beacon, record: Callable[[Beacon], T], now_
     division move, a change of zone), it reads it again first (`communities.with_live_community`)."""
     return with_live_community(
         beacon.community,
-        lambda community: record(replace(beacon, community=community)),
+        # A copy of the beacon only when the registration was read again (rarely).
+        lambda community: record(beacon if community is beacon.community else replace(beacon, community=community)),
         directory=get_stores().communities,
         live=get_tracker(),
         now_ms=now_ms,
@@ -186,10 +193,10 @@ def post_visit(
     community_id: CommunityPath, body: Annotated[VisitBody, Body()], debug: DebugQuery = False
 ) -> Response[Any]:
     now_ms = _now_ms()
-    beacon = _screened(community_id, body, debug, now_ms)
+    headers = _headers()
+    beacon = _screened(community_id, body, headers, debug, now_ms)
     if not isinstance(beacon, Beacon):
         return _not_recorded(beacon)
-    headers = router.current_event.headers
     context = page_context(
         body.url,
         body.referrer,
@@ -230,7 +237,7 @@ def post_heartbeat(
     community_id: CommunityPath, body: Annotated[PresenceBody, Body()], debug: DebugQuery = False
 ) -> Response[Any]:
     now_ms = _now_ms()
-    beacon = _screened(community_id, body, debug, now_ms)
+    beacon = _screened(community_id, body, _headers(), debug, now_ms)
     if not isinstance(beacon, Beacon):
         return _not_recorded(beacon)
     result = _by_current_registration(beacon, lambda b: record_heartbeat(b, live=get_tracker(), now_ms=now_ms), now_ms)
@@ -254,7 +261,7 @@ def post_leave(
     community_id: CommunityPath, body: Annotated[PresenceBody, Body()], debug: DebugQuery = False
 ) -> Response[Any]:
     now_ms = _now_ms()
-    beacon = _screened(community_id, body, debug, now_ms)
+    beacon = _screened(community_id, body, _headers(), debug, now_ms)
     if not isinstance(beacon, Beacon):
         return _not_recorded(beacon)
     remaining = record_leave(beacon, live=get_tracker(), now_ms=now_ms)

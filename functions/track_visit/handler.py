@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from community_tracker.agents import prime_device_rules
@@ -23,7 +22,7 @@ from community_tracker.http.errors import (
     validation_error_response,
 )
 from community_tracker.http.resolver import accept_text_plain_json, build_resolver, vary_on_origin
-from community_tracker.observability import logger, metrics, tracer
+from community_tracker.observability import correlate, logger, metrics, tracer
 from track_visit import beacon_routes, community_routes
 
 app = build_resolver()
@@ -66,8 +65,9 @@ def _undecodable_beacon(_error: UnicodeDecodeError) -> Response[Any]:
 
 # No answer in the trace: a beacon's answer describes its visitor (and the admin route's a community).
 # Only the ColdStart and Service annotations are recorded.
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(event)
     return vary_on_origin(app.resolve(accept_text_plain_json(event), context))

@@ -13,6 +13,8 @@ from community_tracker.models import AddVisitorResult, DivisionId, EventId, Time
 VisitorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,128}$")]
 
 
+# The raw ids and the token are left out of the body's repr (`repr=False`): Powertools formats every
+# route's arguments into a debug line on each request (printed with `POWERTOOLS_DEBUG`).
 class PresenceBody(BaseModel):
     """What every beacon carries. Unknown fields are ignored: a body can never set a user id or a
     division (those come from the verified token only)."""
@@ -23,13 +25,16 @@ class PresenceBody(BaseModel):
     url: str | None = Field(default=None, max_length=2048)
     referrer: str | None = Field(default=None, max_length=2048)
     visitor_id: VisitorId | None = Field(
-        default=None, description="The browser's random id (localStorage): the anonymous person"
+        default=None, repr=False, description="The browser's random id (localStorage): the anonymous person"
     )
     connection_id: VisitorId | None = Field(
-        default=None, description="The tab's random id (sessionStorage): one connection of the person"
+        default=None, repr=False, description="The tab's random id (sessionStorage): one connection of the person"
     )
     token: str | None = Field(
-        default=None, max_length=8192, description="For sendBeacon, which cannot send an Authorization header"
+        default=None,
+        max_length=8192,
+        repr=False,
+        description="For sendBeacon, which cannot send an Authorization header",
     )
 
 

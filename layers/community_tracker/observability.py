@@ -6,7 +6,7 @@ Nothing identifying is ever logged: no token, no raw session or client id, no IP
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -73,6 +73,15 @@ def _tracer() -> Tracer:
 logger = Logger()
 tracer = _tracer()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
+
+
+def correlate(event: Mapping[str, Any]) -> None:
+    """API Gateway's request id as the correlation id of the request's logs.
+
+    Read directly: the Logger decorator's `correlation_id_path` runs a JMESPath search for it on
+    every request (about 7 us, 2-3 % of the beacon function's own time)."""
+    context = event.get("requestContext")
+    logger.set_correlation_id(context.get("requestId") if isinstance(context, Mapping) else None)
 
 
 def count(name: str, value: float = 1) -> None:

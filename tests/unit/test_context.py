@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from community_tracker import context as live_context
 from community_tracker.context import MAX_PAGE_CHARS, page_context, page_path, referrer_domain, viewer_country
 
 IPHONE = (
@@ -61,6 +62,22 @@ def test_a_long_path_is_cut_without_a_broken_escape() -> None:
 )
 def test_a_referrer_is_its_domain(referrer: str | None, domain: str) -> None:
     assert referrer_domain(referrer, "https://platform.example/communities/quebec-city/") == domain
+
+
+def test_the_host_cache_is_bounded_and_answers_as_the_first_time() -> None:
+    # Given more distinct referrer hosts than the cache keeps
+    live_context._domain.cache_clear()
+    hosts = [f"site-{i}.example" for i in range(live_context.MAX_CACHED_HOSTS + 50)]
+
+    # When each is seen twice, and an unencodable one too
+    first = [referrer_domain(f"https://{host}/", "https://platform.example/") for host in hosts]
+    again = [referrer_domain(f"https://{host}/", "https://platform.example/") for host in hosts]
+
+    # Then the cache stays at its bound, and every answer is what an uncached encoding gives
+    assert live_context._domain.cache_info().currsize <= live_context.MAX_CACHED_HOSTS
+    assert first == again == hosts
+    assert referrer_domain("https://" + "a" * 64 + ".example/", None) == "(direct)"  # a label over 63: no IDNA
+    assert referrer_domain("https://" + "a" * 64 + ".example/", None) == "(direct)"
 
 
 def test_a_country_only_from_trusted_location_headers() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from redis import Redis
 from community_tracker.aws.stores import get_stores
 from community_tracker.factories import reset_factories
 from community_tracker.models import Community
+from community_tracker.observability import logger
 from community_tracker.redis.keys import CommunityKeys
 from community_tracker.redis.live_state import get_tracker
 from community_tracker.settings import get_settings
@@ -586,6 +588,25 @@ def test_no_raw_session_or_client_id_anywhere(
         assert all(secret not in text for text in texts)
 
 
+def test_no_raw_id_or_token_in_powertools_debug_logs(community: Community, caplog: pytest.LogCaptureFixture) -> None:
+    # Given Powertools' own debug logging on (POWERTOOLS_DEBUG), which formats each route's arguments
+    secret_browser, secret_tab, secret_token = "browser-SECRET-55", "tab-SECRET-66", token("user-q")
+    body = {"url": "https://x.example/", "visitor_id": secret_browser, "connection_id": secret_tab}
+
+    # When beacons carry a browser id, a tab id and (sendBeacon) a body token
+    with caplog.at_level(logging.DEBUG, logger="aws_lambda_powertools"):
+        answers = [
+            beacon(community.community_id, body),
+            beacon(community.community_id, {**body, "token": secret_token}, kind="heartbeat"),
+        ]
+
+    # Then they were handled, and no log line holds any of them
+    assert [a.status for a in answers] == [200, 200]
+    assert any("Calling API Route Handler" in r.getMessage() for r in caplog.records)
+    for secret in (secret_browser, secret_tab, secret_token):
+        assert all(secret not in r.getMessage() for r in caplog.records)
+
+
 def _everything_in_redis(redis: Redis) -> bytes:
     """Every key and value, as bytes (HyperLogLogs are binary strings; the client does not decode)."""
     parts: list[bytes] = []
@@ -599,6 +620,19 @@ def _everything_in_redis(redis: Redis) -> bytes:
         elif kind == b"zset":
             parts.extend(cast(list[bytes], redis.zrange(key, 0, -1)))
     return b"\n".join(parts)
+
+
+def test_logs_carry_the_api_gateway_request_id(function_env: None, redis: Redis) -> None:
+    # Given the sample beacon, which API Gateway gave a request id
+    get_stores().communities.put(Community(community_id="quebec-city", slug="quebec-city", name="Quebec City"))
+    event = load_event("beacon_visit")
+
+    # When it is handled
+    answer = call(lambda_handler, event)
+
+    # Then the request's logs are correlated by that id
+    assert answer.status == 200, answer.body
+    assert logger.get_correlation_id() == event["requestContext"]["requestId"]
 
 
 def test_metrics_are_emitted(community: Community, capsys: pytest.CaptureFixture[str]) -> None:
