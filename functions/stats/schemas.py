@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from community_tracker.alerts import Alert
 from community_tracker.models import (
@@ -82,7 +82,10 @@ class UserPresence(BaseModel):
 
 class ErasedVisits(BaseModel):
     user_id: str
-    deleted: int
+    deleted: int = Field(description="Visits this call deleted")
+    complete: bool = Field(
+        description="Whether none is left; false (a 202): the history was too long for one call, call again to go on"
+    )
 
 
 class AlertPage(BaseModel):

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from community_tracker.aws.stores import get_stores
 from community_tracker.http.auth import require_self_or_admin
-from community_tracker.http.errors import JSON, SUCCESS_RESPONSE, error_responses, json_answer
+from community_tracker.http.errors import JSON, SUCCESS_RESPONSE, error_responses, json_answer, json_response
 from community_tracker.http.resolver import http_router, request_time_ms
 from community_tracker.models import USER_ID_PATTERN, VisitHistoryPage
 from community_tracker.observability import logger
@@ -80,10 +80,20 @@ def export_user_visits(user_id: UserPath, cursor: Cursor = None) -> Response[Any
     "/v1/users/<user_id>/visits",
     summary="Erase the user's visit history (the user, or an admin)",
     tags=["users"],
-    responses=USER_ANSWERS,
+    responses={
+        200: json_answer("All of it is erased", ErasedVisits),
+        202: json_answer("Part of it is erased: call again to go on (Retry-After: 0)", ErasedVisits),
+        **USER_ERRORS,
+    },
 )
-def erase_user_visits(user_id: UserPath) -> ErasedVisits:
+def erase_user_visits(user_id: UserPath) -> Response[Any]:
     principal = require_self_or_admin(router.current_event.headers, user_id)
-    deleted = get_stores().visits.delete_user_visits(user_id)
-    logger.info("visit history erased", extra={"deleted": deleted, "by_admin": principal.user_id != user_id})
-    return ErasedVisits(user_id=user_id, deleted=deleted)
+    erasure = get_stores().visits.delete_user_visits(user_id)
+    logger.info(
+        "visit history erased",
+        extra={"deleted": erasure.deleted, "complete": erasure.complete, "by_admin": principal.user_id != user_id},
+    )
+    answer = ErasedVisits(user_id=user_id, deleted=erasure.deleted, complete=erasure.complete)
+    if erasure.complete:
+        return json_response(HTTPStatus.OK, answer)
+    return json_response(HTTPStatus.ACCEPTED, answer, {"Retry-After": "0"})

@@ -160,7 +160,7 @@ def test_an_encoded_user_id_reaches_its_own_history_and_its_erasure(local_system
     assert history.status == 200, history.body
     assert [visit["user_id"] for visit in history.json()["visits"]] == [user_id]
     assert erased.status == 200, erased.body
-    assert erased.json() == {"user_id": user_id, "deleted": 1}
+    assert erased.json() == {"user_id": user_id, "deleted": 1, "complete": True}
     assert after.json()["visits"] == []
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from community_tracker.aws.clients import aws_client, dynamodb_resource
-from community_tracker.aws.stores import get_stores
+from community_tracker.aws.stores import Erasure, get_stores
 from community_tracker.models import Community, Peak, VisitEvent, VisitMetadata
 from community_tracker.settings import get_settings
 from community_tracker.timeutil import UTC_CALENDAR, iso
@@ -85,7 +85,7 @@ def test_erasure_removes_every_visit_of_the_user(emulated_aws: str) -> None:
         visits.put_visit(event(f"c{index % 3}", "leaving", index))
     visits.put_visit(event("c0", "staying", 99))
 
-    assert visits.delete_user_visits("leaving") == 30
+    assert visits.delete_user_visits("leaving") == Erasure(deleted=30, complete=True)
     assert list(visits.all_user_visits("leaving")) == []
     assert [v.user_id for v in visits.community_visits("c0", limit=50).visits] == ["staying"]
 

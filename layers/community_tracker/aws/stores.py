@@ -59,6 +59,10 @@ EVENT_GUARD_SECONDS = 8 * 86_400
 CONFLICT_ATTEMPTS = 3
 # A community history page stops reading its partitions after this (README, "Timeouts").
 HISTORY_READ_SECONDS = 3.0
+# An erasure stops after this, well inside the function's timeout, and says it is not complete
+# (README, "Visit history (DynamoDB)"); it deletes a page of the user's index at a time.
+HISTORY_ERASE_SECONDS = 5.0
+ERASE_PAGE = 200
 # A page reads this many of its partitions at once (README, "Visit history (DynamoDB)"), each
 # on a connection of the client's own.
 HISTORY_READERS = CONNECTIONS_PER_CLIENT
@@ -344,6 +348,14 @@ class HistoryPosition:
 
 
 @dataclass(frozen=True, slots=True)
+class Erasure:
+    """What one erasure call did: how many visits it deleted, and whether none is left."""
+
+    deleted: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CommunityHistoryPage:
     visits: list[VisitEvent]
     next: HistoryPosition | None
@@ -586,16 +598,30 @@ class DynamoVisitStore:
         return (_visit_from_item(item) for item in self._user_items(user_id))
 
     @_history_errors
-    def delete_user_visits(self, user_id: str) -> int:
-        """Erases every visit event of the user, and its event guard; returns how many. Each item
-        is deleted by the key the index gives back, so a visit in any partition is found."""
+    def delete_user_visits(self, user_id: str, *, budget_seconds: float | None = None) -> Erasure:
+        """Erases the user's visit events, and their event guards, a page of the ByUser index at
+        a time, for up to `budget_seconds` (`HISTORY_ERASE_SECONDS`): a history too long for one
+        call is `complete=False`, and the next call goes on (what is gone is not listed again).
+        Each item is deleted by the key the index gives back, so a visit in any partition is found."""
+        deadline = self._clock() + (HISTORY_ERASE_SECONDS if budget_seconds is None else budget_seconds)
         deleted = 0
-        with self._table.batch_writer() as batch:
-            for item in list(self._user_items(user_id)):
-                batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
-                batch.delete_item(Key={"PK": _event_pk(str(item["event_id"])), "SK": _EVENT})
-                deleted += 1
-        return deleted
+        query: dict[str, Any] = {
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": Key("GSI1PK").eq(_user_pk(user_id)),
+            "Limit": ERASE_PAGE,
+        }
+        while True:
+            response = self._table.query(**query)
+            with self._table.batch_writer() as batch:
+                for item in response["Items"]:
+                    batch.delete_item(Key={"PK": item["PK"], "SK": item["SK"]})
+                    batch.delete_item(Key={"PK": _event_pk(str(item["event_id"])), "SK": _EVENT})
+                    deleted += 1
+            if "LastEvaluatedKey" not in response:
+                return Erasure(deleted=deleted, complete=True)
+            if self._clock() > deadline:
+                return Erasure(deleted=deleted, complete=False)
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def _figure(value: Any) -> int:

@@ -492,6 +492,43 @@ def test_erasure_finds_every_visit_in_every_partition(community: Community) -> N
     assert all("Item" not in table.get_item(Key={"PK": f"EVENT#{e.event_id}", "SK": "EVENT"}) for e in mine)
 
 
+def test_a_history_too_long_for_one_erasure_is_erased_over_several_calls(
+    community: Community, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a user with 450 visits, and an erasure whose budget ends after its first page of 200
+    cid = community.community_id
+    user_id = f"long-{uuid.uuid4().hex[:6]}"
+    mine = [event(cid, f"evt-long-{i:04d}", T0 + i, user_id) for i in range(450)]
+    bulk_put(get_settings().table_name, "us-east-1", (visit_item(e, 1) for e in mine))
+    monkeypatch.setattr(stores, "HISTORY_ERASE_SECONDS", 0.0)
+
+    def erase() -> HttpAnswer:
+        return call(
+            stats_handler,
+            api_request(
+                "DELETE",
+                f"/v1/users/{user_id}/visits",
+                template="/v1/users/{user_id}/visits",
+                path_parameters={"user_id": user_id},
+                headers={"authorization": f"Bearer {mint_token(get_settings(), user_id)}"},
+            ),
+        )
+
+    # When the user erases their history, and calls again while it says it is not complete
+    answers = [erase()]
+    while answers[-1].status == 202:
+        assert answers[-1].headers["retry-after"] == "0"
+        answers.append(erase())
+
+    # Then three calls erased it all, 200 visits at a time, each saying what it did
+    assert [(a.status, a.json()["deleted"], a.json()["complete"]) for a in answers] == [
+        (202, 200, False),
+        (202, 200, False),
+        (200, 50, True),
+    ]
+    assert list(get_stores().visits.all_user_visits(user_id)) == []
+
+
 def test_the_export_and_the_rollups_are_unaffected_by_partitions(community: Community) -> None:
     # Given a user's visits in a split community, and a peak rollup under the community's own key
     cid = community.community_id

@@ -402,7 +402,7 @@ def test_a_user_reads_exports_and_erases_their_own_history(community: Community)
     assert len(exported.json()["visits"]) == 3
     assert exported.headers["content-disposition"].startswith("attachment")
     assert refused.status == 403
-    assert erased.json() == {"user_id": user_id, "deleted": 3}
+    assert erased.json() == {"user_id": user_id, "deleted": 3, "complete": True}
     assert user_get(user_id, "visits", headers=token(ADMIN, admin=True)).json()["visits"] == []
 
 
