@@ -75,6 +75,7 @@ from community_tracker.redis.keys import (
     index_key,
     index_shard,
     part_of,
+    parts_keys,
     stored_key,
     tab_directory_key,
     user_communities_key,
@@ -452,15 +453,20 @@ class VisitorTracker:
         `checkpoint` are merged back (the buckets of it that are this calendar's and not expired).
         `force` replaces even a newer registration: for a directory that holds an older one than
         Redis (it was reset). True when it was installed."""
-        held_parts = self._client.hget(CommunityKeys(community.community_id).meta, "parts")
+        community_id = community.community_id
+        held_parts = self._client.hget(CommunityKeys(community_id).meta, "parts")
         before = int(cast(str, held_parts)) if held_parts else 1
-        installed = self._install_part(community, 0, now_ms, checkpoint, force=force)
-        for part in range(1, max(before, community.parts)):
-            self._install_part(community, part, now_ms, None, force=force)
+        # A part's tag depends on N (`keys.part_tag`): the old parts and the new ones, part 0 once.
+        first, *others = {
+            keys.tag: keys for n in (before, community.parts) for keys in parts_keys(community_id, n)
+        }.values()
+        installed = self._install_part(community, first, now_ms, checkpoint, force=force)
+        for keys in others:
+            self._install_part(community, keys, now_ms, None, force=force)
         if installed or force:
             pipe = self._client.pipeline(transaction=False)
-            for part in range(max(before, community.parts)):
-                pipe.hset(CommunityKeys(community.community_id, part).meta, "parts", community.parts)
+            for keys in (first, *others):
+                pipe.hset(keys.meta, "parts", community.parts)
             pipe.execute()
             self._parts[community.community_id] = (community.parts, time.monotonic() + PARTS_CACHE_SECONDS)
             if before != community.parts:
@@ -468,10 +474,9 @@ class VisitorTracker:
         return installed
 
     def _install_part(
-        self, community: Community, part: int, now_ms: int, checkpoint: Checkpoint | None, *, force: bool
+        self, community: Community, keys: CommunityKeys, now_ms: int, checkpoint: Checkpoint | None, *, force: bool
     ) -> bool:
         """install.lua on one part; a checkpoint is part 0's, which holds the calendar figures."""
-        keys = CommunityKeys(community.community_id, part)
         calendar = community.calendar()
         restored = [
             b
@@ -505,7 +510,7 @@ class VisitorTracker:
                     "community installed in the live state",
                     extra={
                         "community": community.community_id,
-                        "part": part,
+                        "part": keys.part,
                         "moved": moved,
                         "resumed": resumed,
                         "held": held,
@@ -520,31 +525,32 @@ class VisitorTracker:
         community_id, parts = community.community_id, community.parts
         registration = self.registration(community_id, community)
         cutoff = now_ms - self.window_ms
-        for part in range(max(before, parts)):
-            live_key = CommunityKeys(community_id, part).live
-            live = cast(list[str], self._client.zrange(live_key, f"({cutoff}", "+inf", byscore=True))
+        # Under the old number's tags (`keys.part_tag`): only part 0's are the same for both.
+        targets = parts_keys(community_id, parts)
+        for old in parts_keys(community_id, before):
+            live = cast(list[str], self._client.zrange(old.live, f"({cutoff}", "+inf", byscore=True))
             leaving: dict[int, list[str]] = {}
             for member in live:
                 target = part_of(member, parts)
-                if target != part:
+                if targets[target].tag != old.tag:
                     leaving.setdefault(target, []).append(member)
             for target, members in leaving.items():
+                new = targets[target]
                 for first in range(0, len(members), MOVE_CHUNK):
-                    moved = self._evict(community_id, part, members[first : first + MOVE_CHUNK], now_ms, registration)
-                    self._adopt(community_id, target, moved, now_ms, registration)
-                    self._place(community_id, moved.tabs, target, now_ms)
+                    moved = self._evict(old, members[first : first + MOVE_CHUNK], now_ms, registration)
+                    self._adopt(new, moved, now_ms, registration)
+                    self._place(community_id, moved.tabs, target, now_ms, parts)
 
     # -- split communities: bringing people from one part to another ------------------------------
 
-    def _move_keys(self, community_id: str, part: int, registration: Registration, now_ms: int) -> list[str]:
-        keys = CommunityKeys(community_id, part)
+    @staticmethod
+    def _move_keys(keys: CommunityKeys, registration: Registration, now_ms: int) -> list[str]:
         buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
         return EvictKeys(**keys.state_fields, **keys.calendar_fields(buckets)).values()
 
     def _evict(
         self,
-        community_id: str,
-        part: int,
+        keys: CommunityKeys,
         names: Sequence[str],
         now_ms: int,
         registration: Registration,
@@ -558,10 +564,10 @@ class VisitorTracker:
             bucket_margin_ms=BUCKET_MARGIN_MS,
             by_tab=int(by_tab),
         )
-        keys = self._move_keys(community_id, part, registration, now_ms)
-        return _moved(self._scripts.call("evict", keys, [*args.values(), *names]))
+        script_keys = self._move_keys(keys, registration, now_ms)
+        return _moved(self._scripts.call("evict", script_keys, [*args.values(), *names]))
 
-    def _adopt(self, community_id: str, part: int, moved: _Moved, now_ms: int, registration: Registration) -> None:
+    def _adopt(self, keys: CommunityKeys, moved: _Moved, now_ms: int, registration: Registration) -> None:
         if not moved.people:
             return
         args = AdoptArgs(
@@ -571,12 +577,13 @@ class VisitorTracker:
             presence_ms=self.presence_ms,
             bucket_margin_ms=BUCKET_MARGIN_MS,
         )
-        keys = self._move_keys(community_id, part, registration, now_ms)
-        self._scripts.call("adopt", AdoptKeys(*keys).values(), [*args.values(), *moved.flat])
+        script_keys = self._move_keys(keys, registration, now_ms)
+        self._scripts.call("adopt", AdoptKeys(*script_keys).values(), [*args.values(), *moved.flat])
 
-    def _place(self, community_id: str, tabs: Sequence[str], part: int, now_ms: int) -> list[int]:
-        """Enters `tabs` in the tab directory as living in `part` (one pipeline, one call per
-        directory shard); answers the part each was in before (-1: none)."""
+    def _place(self, community_id: str, tabs: Sequence[str], part: int, now_ms: int, parts: int) -> list[int]:
+        """Enters `tabs` in the tab directory as living in `part` of `parts` (one pipeline, one call
+        per directory shard); answers the part each was in before (-1: none, or a part the
+        community no longer has: an entry left from a larger N, whose person was not live to move)."""
         shards: dict[str, list[int]] = {}
         for i, tab in enumerate(tabs):
             shards.setdefault(tab_directory_key(community_id, tab), []).append(i)
@@ -585,12 +592,8 @@ class VisitorTracker:
         before = [-1] * len(tabs)
         for at, answer in zip(shards.values(), self._scripts.call_each(calls) if calls else [], strict=True):
             for i, was in zip(at, answer, strict=True):
-                before[i] = int(was)
+                before[i] = int(was) if int(was) < parts else -1
         return before
-
-    def _tab_part(self, community_id: str, tab: str) -> int | None:
-        score = self._client.zscore(tab_directory_key(community_id, tab), tab)
-        return int(score) % 128 if score is not None else None
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -619,7 +622,7 @@ class VisitorTracker:
         visitor = visit.visitor
         member = stored_key(visitor.key)
         parts = self._visit_parts(visit)
-        keys = CommunityKeys(visit.community_id, part_of(member, parts))
+        keys = CommunityKeys(visit.community_id, part_of(member, parts), parts)
         day, week, month = (registration.calendar.bucket(period, now_ms) for period in PERIODS)
         script_keys = HeartbeatKeys(
             **keys.state_fields,
@@ -669,7 +672,7 @@ class VisitorTracker:
         parts = self._visit_parts(visit)
         if part is None:
             part = part_of(member, parts)
-        keys = CommunityKeys(visit.community_id, part)
+        keys = CommunityKeys(visit.community_id, part, parts)
         calendar = registration.calendar
         day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
@@ -783,14 +786,17 @@ class VisitorTracker:
         alt = stored_key(visit.alt_key) if visit.alt_key else None
         if not member_here and alt is not None and part_of(alt, parts) != part:
             alt_part = part_of(alt, parts)
-            score = self._client.zscore(CommunityKeys(community_id, alt_part).live, alt)
+            score = self._client.zscore(CommunityKeys(community_id, alt_part, parts).live, alt)
             if score is not None and score > now_ms - self.window_ms:
                 part = alt_part
-        owner_part = self._place(community_id, [tab], part, now_ms)[0]
+        owner_part = self._place(community_id, [tab], part, now_ms, parts)[0]
+        here = CommunityKeys(community_id, part, parts)
         owner = _Moved([], [], [])
         if owner_part not in (-1, part):
-            owner = self._evict(community_id, owner_part, [tab], now_ms, registration, by_tab=True)
-            self._adopt(community_id, part, owner, now_ms, registration)
+            owner = self._evict(
+                CommunityKeys(community_id, owner_part, parts), [tab], now_ms, registration, by_tab=True
+            )
+            self._adopt(here, owner, now_ms, registration)
         script_keys, args = self._record_call(
             visit,
             now_ms,
@@ -803,12 +809,12 @@ class VisitorTracker:
         raw: list[Any] = self._scripts.call("record", script_keys, args)
         back = _Moved([], [], [])
         if owner.people:
-            back = self._evict(community_id, part, owner.people, now_ms, registration)
-            self._adopt(community_id, owner_part, back, now_ms, registration)
-            self._place(community_id, back.tabs, owner_part, now_ms)
+            back = self._evict(here, owner.people, now_ms, registration)
+            self._adopt(CommunityKeys(community_id, owner_part, parts), back, now_ms, registration)
+            self._place(community_id, back.tabs, owner_part, now_ms, parts)
         staying = [t for t in owner.tabs if t not in back.tabs]
         if staying:
-            self._place(community_id, staying, part, now_ms)
+            self._place(community_id, staying, part, now_ms, parts)
         return raw
 
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
@@ -880,16 +886,20 @@ class VisitorTracker:
         """Many leaves at once, `(community_id, connection)` each: the same as `remove_visitor`
         for each, in one pipeline on a single node."""
         calls = [
-            (CommunityKeys(c, self._tab_part_of(c, connection)).state, self._remove_args(connection, now_ms))
-            for c, connection in leaves
+            (self._tab_keys(c, connection).state, self._remove_args(connection, now_ms)) for c, connection in leaves
         ]
         return [int(count) for _left, count in self._scripts.call_many("remove", calls)]
 
-    def _tab_part_of(self, community_id: str, connection: str) -> int:
-        """The part a tab lives in (the tab directory of a split community; 0 if it holds none)."""
-        if self.parts_of(community_id) == 1:
-            return 0
-        return self._tab_part(community_id, stored_key(connection)) or 0
+    def _tab_keys(self, community_id: str, connection: str) -> CommunityKeys:
+        """The keys of the part a tab lives in (the tab directory of a split community; part 0 if it
+        holds none, or names a part the community no longer has)."""
+        parts = self.parts_of(community_id)
+        if parts == 1:
+            return CommunityKeys(community_id)
+        tab = stored_key(connection)
+        score = self._client.zscore(tab_directory_key(community_id, tab), tab)
+        part = int(score) % 128 if score is not None else 0
+        return CommunityKeys(community_id, part if part < parts else 0, parts)
 
     def _remove_args(self, connection: str, now_ms: int) -> list[Any]:
         return RemoveArgs(
@@ -906,7 +916,7 @@ class VisitorTracker:
         """One connection leaves (pagehide); it counts for the leave grace, then its person goes
         with it unless another connection is open. Returns the live count afterwards."""
         args = self._remove_args(connection, now_ms)
-        keys = CommunityKeys(community_id, self._tab_part_of(community_id, connection))
+        keys = self._tab_keys(community_id, connection)
         _left, count = self._scripts.call("remove", keys.state, args)
         return int(count)
 
@@ -915,8 +925,8 @@ class VisitorTracker:
         """Whether a page view with this event id was recorded within the dedup window (in any
         part: a retry is its person's, in their part)."""
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id)):
-            pipe.zscore(CommunityKeys(community_id, part).events, event_member(event_id))
+        for keys in parts_keys(community_id, self.parts_of(community_id)):
+            pipe.zscore(keys.events, event_member(event_id))
         return any(seen is not None and now_ms - seen < self._dedup_ms for seen in pipe.execute())
 
     @live_state_errors
@@ -936,7 +946,8 @@ class VisitorTracker:
     @live_state_errors
     def is_user_visiting(self, community_id: str, user_id: str, now_ms: int) -> bool:
         member = authenticated_visitor_key(user_id)
-        keys = CommunityKeys(community_id, part_of(member, self.parts_of(community_id)))
+        parts = self.parts_of(community_id)
+        keys = CommunityKeys(community_id, part_of(member, parts), parts)
         score = self._client.zscore(keys.live, member)
         return score is not None and score > now_ms - self.window_ms
 
@@ -953,7 +964,8 @@ class VisitorTracker:
         member = authenticated_visitor_key(user_id)
         pipe = self._client.pipeline(transaction=False)
         for community_id in candidates:
-            pipe.zscore(CommunityKeys(community_id, part_of(member, self.parts_of(community_id))).live, member)
+            parts = self.parts_of(community_id)
+            pipe.zscore(CommunityKeys(community_id, part_of(member, parts), parts).live, member)
         scores = pipe.execute()
         return [c for c, s in zip(candidates, scores, strict=True) if s is not None and s > cutoff]
 
@@ -965,7 +977,7 @@ class VisitorTracker:
         # Each part answers its first offset + limit; their merge is the page.
         first, size = (0, offset + limit) if parts > 1 else (offset, limit)
         args = ListVisitorsArgs(cutoff_ms=now_ms - self.window_ms, offset=first, limit=size)
-        calls = [("list_visitors", CommunityKeys(community_id, part).state, args.values()) for part in range(parts)]
+        calls = [("list_visitors", keys.state, args.values()) for keys in parts_keys(community_id, parts)]
         answers = self._scripts.call_each(calls) if parts > 1 else [self._scripts.call(*calls[0])]
         total = sum(int(answer[0]) for answer in answers)
         listed = [
@@ -1005,8 +1017,8 @@ class VisitorTracker:
             sketches: list[Any] = []  # raw bytes: a script argument may be bytes
             if parts > 1:
                 calls = [
-                    self._read_call(community_id, k, now_ms, registration, buckets, hours, with_context=with_context)
-                    for k in range(1, parts)
+                    self._read_call(keys, now_ms, registration, buckets, hours, with_context=with_context)
+                    for keys in parts_keys(community_id, parts)[1:]
                 ]
                 answers = self._scripts.call_each(calls, raw=True)
                 outdated = next((a for a in answers if a[0] is None), None)
@@ -1021,8 +1033,7 @@ class VisitorTracker:
                     opened = [n + int(m) for n, m in zip(opened, answer[13], strict=True)]
                     sketches.extend(answer[14])
             name, keys, args = self._read_call(
-                community_id,
-                0,
+                CommunityKeys(community_id),
                 now_ms,
                 registration,
                 buckets,
@@ -1040,8 +1051,7 @@ class VisitorTracker:
 
     def _read_call(
         self,
-        community_id: str,
-        part: int,
+        keys: CommunityKeys,
         now_ms: int,
         registration: Registration,
         buckets: Sequence[Bucket],
@@ -1051,7 +1061,6 @@ class VisitorTracker:
         others_opened: Sequence[int] = (0, 0, 0),
         with_context: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
-        keys = CommunityKeys(community_id, part)
         script_keys = ReadStateKeys(**keys.state_fields, **keys.calendar_fields(buckets))
         args = ReadStateArgs(
             cutoff_ms=now_ms - self.window_ms,
@@ -1060,7 +1069,7 @@ class VisitorTracker:
             window_ms=self.window_ms,
             bucket_margin_ms=BUCKET_MARGIN_MS,
             now_ms=now_ms,
-            with_sketches=int(part > 0),
+            with_sketches=int(keys.part > 0),
             others_total=others_total,
             others_opened_day=others_opened[0],
             others_opened_week=others_opened[1],
@@ -1188,8 +1197,7 @@ class VisitorTracker:
         """Highest live count of each minute, oldest first (at most the last 48 hours)."""
         minutes = max(1, min(minutes, SERIES_HOURS * 60))
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id)):
-            keys = CommunityKeys(community_id, part)
+        for keys in parts_keys(community_id, self.parts_of(community_id)):
             for i in range((minutes + 59) // 60 + 1):
                 pipe.hgetall(keys.series(hour_id(now_ms - i * HOUR_MS)))
         series = _summed(((int(m), int(n)) for m, n in hour.items()) for hour in pipe.execute())
@@ -1203,9 +1211,9 @@ class VisitorTracker:
         (kept 35 days): the day's buckets (two where a change of zone split it) and their sum."""
         days = self.calendar_of(community_id, community).days_labelled(day_id)
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id, community)):
+        for keys in parts_keys(community_id, self.parts_of(community_id, community)):
             for day in days:
-                pipe.hgetall(CommunityKeys(community_id, part).pair_history(day.key))
+                pipe.hgetall(keys.pair_history(day.key))
         totals: dict[str, int] = {}
         for counts in cast(list[dict[str, str]], pipe.execute() if days else []):
             for pair, n in counts.items():
@@ -1216,8 +1224,8 @@ class VisitorTracker:
     def get_drop_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> DropCounts:
         day = self.calendar_of(community_id, community).bucket("day", now_ms)
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id, community)):
-            pipe.hgetall(CommunityKeys(community_id, part).drops(day.key))
+        for keys in parts_keys(community_id, self.parts_of(community_id, community)):
+            pipe.hgetall(keys.drops(day.key))
         counts = _summed(((r, int(n)) for r, n in drops.items()) for drops in pipe.execute())
         return DropCounts(
             day=day.id,
