@@ -293,6 +293,13 @@ def sum_parts(first: _State, others: Sequence[_State]) -> _State:
     )
 
 
+def _held(was: Any, parts: int) -> int:
+    """A part place.lua answered a tab was in: -1 (none) for a part the community no longer has
+    (an entry left from a larger N, whose person was not live to move)."""
+    part = int(was)
+    return part if part < parts else -1
+
+
 def _decoded(value: Any) -> Any:
     """A reply read raw (`LuaScripts.call_each(raw=True)`) as the client would have decoded it."""
     if isinstance(value, bytes):
@@ -582,8 +589,7 @@ class VisitorTracker:
 
     def _place(self, community_id: str, tabs: Sequence[str], part: int, now_ms: int, parts: int) -> list[int]:
         """Enters `tabs` in the tab directory as living in `part` of `parts` (one pipeline, one call
-        per directory shard); answers the part each was in before (-1: none, or a part the
-        community no longer has: an entry left from a larger N, whose person was not live to move)."""
+        per directory shard); answers the part each was in before (-1: none; `_held`)."""
         shards: dict[str, list[int]] = {}
         for i, tab in enumerate(tabs):
             shards.setdefault(tab_directory_key(community_id, tab), []).append(i)
@@ -592,8 +598,23 @@ class VisitorTracker:
         before = [-1] * len(tabs)
         for at, answer in zip(shards.values(), self._scripts.call_each(calls) if calls else [], strict=True):
             for i, was in zip(at, answer, strict=True):
-                before[i] = int(was) if int(was) < parts else -1
+                before[i] = _held(was, parts)
         return before
+
+    def _placement(self, visit: Visit, now_ms: int) -> tuple[str, list[str], list[Any]] | None:
+        """The place.lua call entering a page view's tab in the tab directory as living in its
+        person's part, when the beacon is recorded there whatever record.lua answers: a split
+        community, and no other key of the person's in another part (they may be live there, and
+        the beacon go there instead). None otherwise."""
+        parts = self._visit_parts(visit)
+        if parts == 1:
+            return None
+        part = part_of(stored_key(visit.visitor.key), parts)
+        if visit.alt_key is not None and part_of(stored_key(visit.alt_key), parts) != part:
+            return None
+        tab = stored_key(visit.connection)
+        args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part).values()
+        return "place", PlaceKeys(tabs=tab_directory_key(visit.community_id, tab)).values(), [*args, tab]
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -741,6 +762,10 @@ class VisitorTracker:
     def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
         for _attempt in (1, 2):
             registration = self._visit_registration(visit)
+            # One page view asks the tab directory only when record.lua answers "gather": sending
+            # place.lua beside every record (a cluster pipeline, both nodes written before either is
+            # read) saves a new tab a round trip but costs every other page view more client time
+            # than that (README, "One community in N parts").
             script_keys, args = self._record_call(
                 visit, now_ms, pages=pages, must_be_present=must_be_present, registration=registration
             )
@@ -770,6 +795,7 @@ class VisitorTracker:
         must_be_present: bool,
         registration: Registration,
         member_here: bool,
+        placed_from: int | None = None,
     ) -> list[Any]:
         """A beacon of a split community whose person may be live under their other key in that
         key's part, or whose tab is in another part (a login, a logout). The beacon goes to the
@@ -778,18 +804,22 @@ class VisitorTracker:
         moves, its person folds into this one), and the tab's person goes back where they came from
         if they kept other tabs: everyone lives in the part of the key they live under, so each is
         found by it. The tab directory follows every move. Each step is one script: a read between
-        two of them may miss the person on the way."""
+        two of them may miss the person on the way. `placed_from`: the caller entered the tab in
+        its person's part already (`_placement`), and this is where it was before (-1: nowhere)."""
         community_id = visit.community_id
         parts = self._visit_parts(visit)
         tab = stored_key(visit.connection)
         part = part_of(stored_key(visit.visitor.key), parts)
-        alt = stored_key(visit.alt_key) if visit.alt_key else None
-        if not member_here and alt is not None and part_of(alt, parts) != part:
-            alt_part = part_of(alt, parts)
-            score = self._client.zscore(CommunityKeys(community_id, alt_part, parts).live, alt)
-            if score is not None and score > now_ms - self.window_ms:
-                part = alt_part
-        owner_part = self._place(community_id, [tab], part, now_ms, parts)[0]
+        if placed_from is not None:
+            owner_part = placed_from
+        else:
+            alt = stored_key(visit.alt_key) if visit.alt_key else None
+            if not member_here and alt is not None and part_of(alt, parts) != part:
+                alt_part = part_of(alt, parts)
+                score = self._client.zscore(CommunityKeys(community_id, alt_part, parts).live, alt)
+                if score is not None and score > now_ms - self.window_ms:
+                    part = alt_part
+            owner_part = self._place(community_id, [tab], part, now_ms, parts)[0]
         here = CommunityKeys(community_id, part, parts)
         owner = _Moved([], [], [])
         if owner_part not in (-1, part):
@@ -841,19 +871,79 @@ class VisitorTracker:
     @live_state_errors
     def add_visitors(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
         """Many page views at once (imports, load tests, benchmarks' set-up): one pipeline on a
-        single node. The same as calling `add_visitor` for each, in order."""
+        single node. The same as calling `add_visitor` for each, in order, but that a page view
+        whose tab is new to its part is recorded after the others (`_gather_many`), so a count or
+        a rate limit that depends on the order may differ."""
+        registrations = [self._visit_registration(v) for v in visits]
         calls = [
-            self._record_call(v, now_ms, pages=1, must_be_present=False, registration=self._visit_registration(v))
-            for v in visits
+            self._record_call(v, now_ms, pages=1, must_be_present=False, registration=r)
+            for v, r in zip(visits, registrations, strict=True)
         ]
+        raws = self._scripts.call_many("record", calls)
+        self._gather_many(visits, registrations, raws, now_ms)
         outcomes = []
-        for visit, raw in zip(visits, self._scripts.call_many("record", calls), strict=True):
+        for visit, raw in zip(visits, raws, strict=True):
             if raw[0] in (_OUTDATED, _GATHER):
                 outcomes.append(self._record(visit, now_ms, pages=1, must_be_present=False))
                 continue
             self._after_record(visit, now_ms, raw[0])
             outcomes.append(self._outcome(visit, now_ms, raw))
         return outcomes
+
+    def _gather_many(
+        self, visits: Sequence[Visit], registrations: Sequence[Registration], raws: list[Any], now_ms: int
+    ) -> None:
+        """The page views of a batch record.lua answered "gather" for, whose beacon goes to its
+        person's part (`_placement`), recorded again in `raws`: their tabs entered in the tab
+        directory together (one pipeline, in order), then, in order, those whose tab was nowhere
+        or in that part already recorded together without the checks, and one whose tab comes
+        from another part on its own (`_gathered`). Any other stays for `_record`."""
+        gathered = {
+            i: placement
+            for i, raw in enumerate(raws)
+            if raw[0] == _GATHER and (placement := self._placement(visits[i], now_ms)) is not None
+        }
+        if not gathered:
+            return
+        run: list[int] = []
+        for i, before in zip(gathered, self._scripts.call_each(list(gathered.values())), strict=True):
+            visit, parts = visits[i], self._visit_parts(visits[i])
+            placed_from = _held(before[0], parts)
+            if placed_from in (-1, part_of(stored_key(visit.visitor.key), parts)):
+                run.append(i)
+                continue
+            self._record_again(visits, registrations, raws, run, now_ms)
+            run = []
+            raws[i] = self._gathered(
+                visit,
+                now_ms,
+                pages=1,
+                must_be_present=False,
+                registration=registrations[i],
+                member_here=bool(raws[i][4]),
+                placed_from=placed_from,
+            )
+        self._record_again(visits, registrations, raws, run, now_ms)
+
+    def _record_again(
+        self,
+        visits: Sequence[Visit],
+        registrations: Sequence[Registration],
+        raws: list[Any],
+        again: Sequence[int],
+        now_ms: int,
+    ) -> None:
+        """The page views `again` recorded without the checks, their tabs placed in their part."""
+        if not again:
+            return
+        calls = [
+            self._record_call(
+                visits[i], now_ms, pages=1, must_be_present=False, registration=registrations[i], checks=False
+            )
+            for i in again
+        ]
+        for i, raw in zip(again, self._scripts.call_many("record", calls), strict=True):
+            raws[i] = raw
 
     @live_state_errors
     def update_visitors_activity(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
