@@ -595,8 +595,11 @@ class VisitorTracker:
             shards.setdefault(tab_directory_key(community_id, tab), []).append(i)
         args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part).values()
         calls = [("place", PlaceKeys(tabs=key).values(), [*args, *(tabs[i] for i in at)]) for key, at in shards.items()]
+        # One call (a new tab's page view) goes without a pipeline, which costs a cluster client
+        # more than the call itself.
+        answers = self._scripts.call_each(calls) if len(calls) > 1 else [self._scripts.call(*c) for c in calls]
         before = [-1] * len(tabs)
-        for at, answer in zip(shards.values(), self._scripts.call_each(calls) if calls else [], strict=True):
+        for at, answer in zip(shards.values(), answers, strict=True):
             for i, was in zip(at, answer, strict=True):
                 before[i] = _held(was, parts)
         return before
