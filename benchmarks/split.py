@@ -3,9 +3,11 @@
 The same workload on two communities of the cluster that `tests/conftest.py` starts
 (`infra.redis_servers.start_cluster`): one in one part, one in `PARTS` parts. `PEOPLE` people with a
 tab each arrive (page views), then beacons go on for `ROUNDS` rounds: in each, every person sends a
-heartbeat, except one round in five, a page view (4 heartbeats per page view, as figure 8). A
-round is one batch through the tracker, one call after another (a cluster client sends a script
-per call).
+heartbeat, except one round in five, a page view (4 heartbeats per page view, as figure 8). Page
+views go one at a time through `add_visitor`, as the beacon function sends them; a round of
+heartbeats is one batch (a cluster client sends a script per call, as one beacon at a time would).
+The two communities take each step in turn, first one then the other, so the load of this shared
+machine, which drifts from one minute to the next, weighs on both alike.
 
 What a split buys is spread: a community's beacons no longer all land on one master. So the
 figures are each master's script time (`INFO commandstats`, `evalsha` usec: what redis-server
@@ -15,7 +17,7 @@ busiest master:
 - the busiest master's Redis time per beacon, split vs one part: the per-shard load one person
   adds, so what one community of N parts holds is about 1 / this ratio times one part's;
 - client beacons per second, split vs one part: what the split costs the caller (the first page
-  view of a tab in a split community asks the tab directory, a second and third round trip);
+  view of a tab in a split community asks the tab directory: a second and third round trip);
 - a summary read of the split community vs the one-part community (each part read once).
 """
 
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ from infra.redis_servers import start_cluster
 
 PEOPLE = 2_000
 ROUNDS = 10
-PARTS = 6  # two parts per master, if the slots fall that way (their tags decide)
+PARTS = 6  # two parts per master (keys.part_tag): more parts than masters, as a hot community may have
 READS = 50
 
 
@@ -72,25 +75,38 @@ def _script_usec(client: RedisCluster) -> dict[str, float]:
     return {node: float(info.get("cmdstat_evalsha", {}).get("usec", 0)) for node, info in stats.items()}
 
 
-def _ingest(client: RedisCluster, tracker: VisitorTracker, community: Community) -> tuple[float, float, int]:
-    """(busiest master's script usec, client seconds, beacons) of one community's workload."""
-    assert tracker.install_community(community, wall_ms())
-    visits = _visits(community)
-    client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
-    beacons = 0
-    started = time.perf_counter()
-    tracker.add_visitors(visits, wall_ms())
-    beacons += len(visits)
-    for round_index in range(ROUNDS):
-        if round_index % 5 == 4:
-            tracker.add_visitors(visits, wall_ms())
-        else:
-            tracker.update_visitors_activity(visits, wall_ms())
-        beacons += len(visits)
-    seconds = time.perf_counter() - started
-    usec = _script_usec(client)
-    progress(f"{community.parts} part(s): {beacons:,} beacons in {seconds:.1f} s; evalsha usec per master {usec}")
-    return max(usec.values()), seconds, beacons
+def _page_views(tracker: VisitorTracker, visits: Sequence[Visit]) -> None:
+    for visit in visits:
+        tracker.add_visitor(visit, wall_ms())
+
+
+def _heartbeats(tracker: VisitorTracker, visits: Sequence[Visit]) -> None:
+    tracker.update_visitors_activity(visits, wall_ms())
+
+
+def _ingest(
+    client: RedisCluster, tracker: VisitorTracker, communities: Sequence[Community]
+) -> list[tuple[float, float]]:
+    """(busiest master's script usec, client seconds) of each community's workload, the
+    communities taking each step in turn (in the other order every other step)."""
+    visits = [_visits(community) for community in communities]
+    usec: list[Counter[str]] = [Counter() for _ in communities]
+    seconds = [0.0 for _ in communities]
+    steps = [_page_views, *(_page_views if i % 5 == 4 else _heartbeats for i in range(ROUNDS))]
+    for index, step in enumerate(steps):
+        order = range(len(communities)) if index % 2 == 0 else reversed(range(len(communities)))
+        for at in order:
+            client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
+            started = time.perf_counter()
+            step(tracker, visits[at])
+            seconds[at] += time.perf_counter() - started
+            usec[at].update(_script_usec(client))
+    for community, per_master, taken in zip(communities, usec, seconds, strict=True):
+        beacons = PEOPLE * len(steps)
+        progress(
+            f"{community.parts} part(s): {beacons:,} beacons in {taken:.1f} s; evalsha usec per master {per_master}"
+        )
+    return [(max(per_master.values()), taken) for per_master, taken in zip(usec, seconds, strict=True)]
 
 
 def _read_seconds(call: Callable[[], Any]) -> float:
@@ -107,13 +123,15 @@ def run(_redis_url: str) -> list[Figure]:
         client = RedisCluster.from_url(cluster.url, decode_responses=True)
         tracker = tracker_for(client, window_seconds=300, dedup_seconds=600)
         whole, split = _community("bench-whole", 1), _community("bench-split", PARTS)
-        busiest_whole, seconds_whole, beacons = _ingest(client, tracker, whole)
-        busiest_split, seconds_split, _ = _ingest(client, tracker, split)
+        for community in (whole, split):
+            assert tracker.install_community(community, wall_ms())
+        (busiest_whole, seconds_whole), (busiest_split, seconds_split) = _ingest(client, tracker, [whole, split])
         read_whole = _read_seconds(lambda: tracker.get_summary(whole.community_id, wall_ms(), community=whole))
         read_split = _read_seconds(lambda: tracker.get_summary(split.community_id, wall_ms(), community=split))
         client.close()
     finally:
         cluster.stop()
+    beacons = PEOPLE * (1 + ROUNDS)
     per_beacon_whole, per_beacon_split = busiest_whole / beacons, busiest_split / beacons
     return [
         figure(

@@ -27,6 +27,7 @@ from community_tracker.redis.keys import (
     CommunityKeys,
     index_key,
     index_shard,
+    parts_keys,
 )
 from community_tracker.redis.live_state import bucket_descriptor, bucket_figures, take_checkpoint
 from community_tracker.redis.scripts import (
@@ -129,8 +130,8 @@ class CleanupIndex:
             current.append([day, week, month])
             versions.append(version)
             spans.append(range(len(calls), len(calls) + parts))
-            for part in range(parts):
-                calls.append(self._prune_call(community_id, part, version, [day, week, month], now_ms))
+            for keys in parts_keys(community_id, parts):
+                calls.append(self._prune_call(keys, version, [day, week, month], now_ms))
         pruned = self._scripts.call_many("prune", calls)
         for community_id, span, version, buckets in zip(community_ids, spans, versions, current, strict=True):
             if len(span) > 1:
@@ -163,9 +164,8 @@ class CleanupIndex:
         return results
 
     def _prune_call(
-        self, community_id: str, part: int, version: str, buckets: Sequence[Bucket], now_ms: int
+        self, keys: CommunityKeys, version: str, buckets: Sequence[Bucket], now_ms: int
     ) -> tuple[list[str], list[Any]]:
-        keys = CommunityKeys(community_id, part)
         day, week, month = buckets
         script_keys = PruneKeys(
             **keys.state_fields, series=keys.series(hour_id(now_ms)), **keys.calendar_fields(buckets)
@@ -181,7 +181,7 @@ class CleanupIndex:
             window_ms=self.window_ms,
             bucket_margin_ms=BUCKET_MARGIN_MS,
             # Part 0's checkpoint holds the community's figures; the other parts take none.
-            checkpoint_before_ms=now_ms - self._checkpoint_ms if self._checkpoint_ms and not part else -1,
+            checkpoint_before_ms=now_ms - self._checkpoint_ms if self._checkpoint_ms and not keys.part else -1,
         )
         return script_keys.values(), args.values()
 
@@ -192,8 +192,7 @@ class CleanupIndex:
         into part 0's figures (fold.lua) with the live count of all parts."""
         raw: dict[str, Any] = {NEVER_DECODE: []}
         pipe: Any = self._client.pipeline(transaction=False)
-        for part in range(1, parts):
-            keys = CommunityKeys(community_id, part)
+        for keys in parts_keys(community_id, parts)[1:]:
             for found in buckets:
                 pipe.hget(keys.peak(found), "opened")
             for found in buckets:
@@ -229,8 +228,8 @@ class CleanupIndex:
             return
         pipe = self._client.pipeline(transaction=False)
         for community_id, parts in split:
-            for part in range(1, parts):
-                pipe.delete(CommunityKeys(community_id, part).closed)
+            for keys in parts_keys(community_id, parts)[1:]:
+                pipe.delete(keys.closed)
         pipe.execute()
 
     def _closed_figures(self, community_ids: Sequence[str], closed: list[list[Bucket]]) -> list[list[Peak | None]]:
@@ -290,8 +289,8 @@ class CleanupIndex:
         """True once a visit has (re)registered the community (any of its parts) since its last
         empty cleanup."""
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self._parts.get(community_id, 1)):
-            pipe.hexists(CommunityKeys(community_id, part).counts, "indexed")
+        for keys in parts_keys(community_id, self._parts.get(community_id, 1)):
+            pipe.hexists(keys.counts, "indexed")
         return any(pipe.execute())
 
     @live_state_errors

@@ -2,9 +2,10 @@
 
 Every key of one community carries the hash tag `{c:<community_id>}`, so one script can touch all
 of them atomically on a single node or in one slot of a Redis Cluster. A community split into
-parts (`Community.parts`) keeps part k's keys under `{c:<community_id>#k}` (part 0 under the plain
-tag, so a community of one part is what it always was); each part is a whole live state of its own
-for the people whose key falls in it (`part_of`). Calendar keys are named by
+parts (`Community.parts`) keeps part k's keys under a tag of its own (`part_tag`: part 0 keeps the
+plain tag, so a community of one part is what it always was), chosen so the N parts' slots are
+evenly spaced over the cluster's slots; each part is a whole live state of its own for the people
+whose key falls in it (`part_of`). Calendar keys are named by
 their bucket's `key` (`2031-03-05@America/Toronto`) in the community's own calendar. Community ids are
 validated (`models.COMMUNITY_ID_PATTERN`) before they get here, so they never contain braces.
 """
@@ -16,6 +17,9 @@ import hashlib
 import re
 import zlib
 from collections.abc import Sequence
+from functools import lru_cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from community_tracker.timeutil import DAY_MS, MINUTE_MS, Bucket
 
@@ -32,6 +36,46 @@ AUTOMATION_MAX_CLIENTS = 10_000  # clients kept per name and class within the wi
 ALERT_STATE_TTL_MS = 2 * DAY_MS  # a community's alert state outlives a quiet day
 TAB_SHARDS = 16  # a split community's directory of tabs (which part each lives in) is this many sets
 TAB_DIRECTORY_MS = DAY_MS  # a tab's entry is kept this long after it was last placed
+# A part's slot falls this near the one it aims at (`part_tag`): 512 salts tried per part on average.
+PART_SLOT_WINDOW = 32
+
+
+def _slice_start(index: int, parts: int) -> int:
+    """The first slot of the index-th of `parts` equal slices of the cluster's slots."""
+    return -(-index * REDIS_CLUSTER_HASH_SLOTS // parts)
+
+
+@lru_cache(maxsize=4096)
+def part_tag(community_id: str, part: int, parts: int) -> str:
+    """The hash tag of part `part` of a community kept in `parts` parts (README, "One community in
+    N parts"). Part 0 keeps `{c:<id>}` whatever N, so a community of one part is what it always was
+    and its `meta` tells any caller the number of parts. The slots are cut into N equal slices;
+    part 0 sits where the hash put it, in some slice at some offset, and part k at the same offset
+    in the k-th slice after that one: `{c:<id>#k.<salt>}` with the smallest salt whose slot falls
+    within `PART_SLOT_WINDOW` of that aim, on the side of the slice's middle, so it stays in its
+    slice. A cluster gives each shard a contiguous range of equal length (`redis-cli --cluster
+    create`, ElastiCache; `CLUSTER SETSLOT` is not always allowed), whose ends are slice ends when
+    the number of shards divides N: each shard then holds N / shards parts exactly, and otherwise
+    the shards' parts differ by at most one. The tag depends on N: a change of N moves everyone
+    not in part 0 under both (`VisitorTracker._repart`), which re-places people anyway."""
+    plain = f"c:{community_id}"
+    if part == 0:
+        return f"{{{plain}}}"
+    if not 0 < part < parts:
+        raise ValueError(f"part {part} of a community in {parts} parts")
+    home = key_slot(plain.encode())
+    home_slice = home * parts // REDIS_CLUSTER_HASH_SLOTS
+    offset = home - _slice_start(home_slice, parts)
+    index = (home_slice + part) % parts
+    start, end = _slice_start(index, parts), _slice_start(index + 1, parts)
+    aim = min(start + offset, end - 1)
+    low, high = (aim, aim + PART_SLOT_WINDOW) if aim - start < end - aim else (aim - PART_SLOT_WINDOW + 1, aim + 1)
+    salt = 0
+    while True:
+        tag = f"{{{plain}#{part}.{salt}}}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+        salt += 1
 
 
 class CommunityKeys:
@@ -49,10 +93,11 @@ class CommunityKeys:
         "visitors",
     )
 
-    def __init__(self, community_id: str, part: int = 0) -> None:
+    def __init__(self, community_id: str, part: int = 0, parts: int = 1) -> None:
+        """The keys of one part of a community kept in `parts` parts (part 0's are the same for any N)."""
         self.community_id = community_id
         self.part = part
-        self.tag = f"{{c:{community_id}#{part}}}" if part else f"{{c:{community_id}}}"
+        self.tag = part_tag(community_id, part, parts)
         self.live = f"{self.tag}:live"  # zset: person -> when they stop being live, minus the window
         self.visitors = f"{self.tag}:visitors"  # hash: person -> record (see codec.py)
         self.counts = f"{self.tag}:counts"  # hash: auth, anon, cross, indexed (ms of the last registration)
@@ -172,6 +217,11 @@ class CommunityKeys:
     @property
     def alert_state(self) -> str:
         return f"{self.tag}:alert"  # hash: kind, alert_id, started_ms, last_breach_ms of the alert now
+
+
+def parts_keys(community_id: str, parts: int) -> list[CommunityKeys]:
+    """The keys of every part of a community kept in `parts` parts, part 0 first."""
+    return [CommunityKeys(community_id, part, parts) for part in range(parts)]
 
 
 def part_of(stored: str, parts: int) -> int:

@@ -75,6 +75,7 @@ from community_tracker.redis.keys import (
     index_key,
     index_shard,
     part_of,
+    parts_keys,
     stored_key,
     tab_directory_key,
     user_communities_key,
@@ -292,6 +293,13 @@ def sum_parts(first: _State, others: Sequence[_State]) -> _State:
     )
 
 
+def _held(was: Any, parts: int) -> int:
+    """A part place.lua answered a tab was in: -1 (none) for a part the community no longer has
+    (an entry left from a larger N, whose person was not live to move)."""
+    part = int(was)
+    return part if part < parts else -1
+
+
 def _decoded(value: Any) -> Any:
     """A reply read raw (`LuaScripts.call_each(raw=True)`) as the client would have decoded it."""
     if isinstance(value, bytes):
@@ -454,15 +462,20 @@ class VisitorTracker:
         `checkpoint` are merged back (the buckets of it that are this calendar's and not expired).
         `force` replaces even a newer registration: for a directory that holds an older one than
         Redis (it was reset). True when it was installed."""
-        held_parts = self._client.hget(CommunityKeys(community.community_id).meta, "parts")
+        community_id = community.community_id
+        held_parts = self._client.hget(CommunityKeys(community_id).meta, "parts")
         before = int(cast(str, held_parts)) if held_parts else 1
-        installed = self._install_part(community, 0, now_ms, checkpoint, force=force)
-        for part in range(1, max(before, community.parts)):
-            self._install_part(community, part, now_ms, None, force=force)
+        # A part's tag depends on N (`keys.part_tag`): the old parts and the new ones, part 0 once.
+        first, *others = {
+            keys.tag: keys for n in (before, community.parts) for keys in parts_keys(community_id, n)
+        }.values()
+        installed = self._install_part(community, first, now_ms, checkpoint, force=force)
+        for keys in others:
+            self._install_part(community, keys, now_ms, None, force=force)
         if installed or force:
             pipe = self._client.pipeline(transaction=False)
-            for part in range(max(before, community.parts)):
-                pipe.hset(CommunityKeys(community.community_id, part).meta, "parts", community.parts)
+            for keys in (first, *others):
+                pipe.hset(keys.meta, "parts", community.parts)
             pipe.execute()
             self._parts[community.community_id] = (community.parts, time.monotonic() + PARTS_CACHE_SECONDS)
             if before != community.parts:
@@ -470,10 +483,9 @@ class VisitorTracker:
         return installed
 
     def _install_part(
-        self, community: Community, part: int, now_ms: int, checkpoint: Checkpoint | None, *, force: bool
+        self, community: Community, keys: CommunityKeys, now_ms: int, checkpoint: Checkpoint | None, *, force: bool
     ) -> bool:
         """install.lua on one part; a checkpoint is part 0's, which holds the calendar figures."""
-        keys = CommunityKeys(community.community_id, part)
         calendar = community.calendar()
         restored = [
             b
@@ -507,7 +519,7 @@ class VisitorTracker:
                     "community installed in the live state",
                     extra={
                         "community": community.community_id,
-                        "part": part,
+                        "part": keys.part,
                         "moved": moved,
                         "resumed": resumed,
                         "held": held,
@@ -522,31 +534,32 @@ class VisitorTracker:
         community_id, parts = community.community_id, community.parts
         registration = self.registration(community_id, community)
         cutoff = now_ms - self.window_ms
-        for part in range(max(before, parts)):
-            live_key = CommunityKeys(community_id, part).live
-            live = cast(list[str], self._client.zrange(live_key, f"({cutoff}", "+inf", byscore=True))
+        # Under the old number's tags (`keys.part_tag`): only part 0's are the same for both.
+        targets = parts_keys(community_id, parts)
+        for old in parts_keys(community_id, before):
+            live = cast(list[str], self._client.zrange(old.live, f"({cutoff}", "+inf", byscore=True))
             leaving: dict[int, list[str]] = {}
             for member in live:
                 target = part_of(member, parts)
-                if target != part:
+                if targets[target].tag != old.tag:
                     leaving.setdefault(target, []).append(member)
             for target, members in leaving.items():
+                new = targets[target]
                 for first in range(0, len(members), MOVE_CHUNK):
-                    moved = self._evict(community_id, part, members[first : first + MOVE_CHUNK], now_ms, registration)
-                    self._adopt(community_id, target, moved, now_ms, registration)
-                    self._place(community_id, moved.tabs, target, now_ms)
+                    moved = self._evict(old, members[first : first + MOVE_CHUNK], now_ms, registration)
+                    self._adopt(new, moved, now_ms, registration)
+                    self._place(community_id, moved.tabs, target, now_ms, parts)
 
     # -- split communities: bringing people from one part to another ------------------------------
 
-    def _move_keys(self, community_id: str, part: int, registration: Registration, now_ms: int) -> list[str]:
-        keys = CommunityKeys(community_id, part)
+    @staticmethod
+    def _move_keys(keys: CommunityKeys, registration: Registration, now_ms: int) -> list[str]:
         buckets = [registration.calendar.bucket(period, now_ms) for period in PERIODS]
         return EvictKeys(**keys.state_fields, **keys.calendar_fields(buckets)).values()
 
     def _evict(
         self,
-        community_id: str,
-        part: int,
+        keys: CommunityKeys,
         names: Sequence[str],
         now_ms: int,
         registration: Registration,
@@ -560,10 +573,10 @@ class VisitorTracker:
             bucket_margin_ms=BUCKET_MARGIN_MS,
             by_tab=int(by_tab),
         )
-        keys = self._move_keys(community_id, part, registration, now_ms)
-        return _moved(self._scripts.call("evict", keys, [*args.values(), *names]))
+        script_keys = self._move_keys(keys, registration, now_ms)
+        return _moved(self._scripts.call("evict", script_keys, [*args.values(), *names]))
 
-    def _adopt(self, community_id: str, part: int, moved: _Moved, now_ms: int, registration: Registration) -> None:
+    def _adopt(self, keys: CommunityKeys, moved: _Moved, now_ms: int, registration: Registration) -> None:
         if not moved.flat:
             return
         args = AdoptArgs(
@@ -573,26 +586,40 @@ class VisitorTracker:
             presence_ms=self.presence_ms,
             bucket_margin_ms=BUCKET_MARGIN_MS,
         )
-        keys = self._move_keys(community_id, part, registration, now_ms)
-        self._scripts.call("adopt", AdoptKeys(*keys).values(), [*args.values(), *moved.flat])
+        script_keys = self._move_keys(keys, registration, now_ms)
+        self._scripts.call("adopt", AdoptKeys(*script_keys).values(), [*args.values(), *moved.flat])
 
-    def _place(self, community_id: str, tabs: Sequence[str], part: int, now_ms: int) -> list[int]:
-        """Enters `tabs` in the tab directory as living in `part` (one pipeline, one call per
-        directory shard); answers the part each was in before (-1: none)."""
+    def _place(self, community_id: str, tabs: Sequence[str], part: int, now_ms: int, parts: int) -> list[int]:
+        """Enters `tabs` in the tab directory as living in `part` of `parts` (one pipeline, one call
+        per directory shard); answers the part each was in before (-1: none; `_held`)."""
         shards: dict[str, list[int]] = {}
         for i, tab in enumerate(tabs):
             shards.setdefault(tab_directory_key(community_id, tab), []).append(i)
         args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part).values()
         calls = [("place", PlaceKeys(tabs=key).values(), [*args, *(tabs[i] for i in at)]) for key, at in shards.items()]
+        # One call (a new tab's page view) goes without a pipeline, which costs a cluster client
+        # more than the call itself.
+        answers = self._scripts.call_each(calls) if len(calls) > 1 else [self._scripts.call(*c) for c in calls]
         before = [-1] * len(tabs)
-        for at, answer in zip(shards.values(), self._scripts.call_each(calls) if calls else [], strict=True):
+        for at, answer in zip(shards.values(), answers, strict=True):
             for i, was in zip(at, answer, strict=True):
-                before[i] = int(was)
+                before[i] = _held(was, parts)
         return before
 
-    def _tab_part(self, community_id: str, tab: str) -> int | None:
-        score = self._client.zscore(tab_directory_key(community_id, tab), tab)
-        return int(score) % 128 if score is not None else None
+    def _placement(self, visit: Visit, now_ms: int) -> tuple[str, list[str], list[Any]] | None:
+        """The place.lua call entering a page view's tab in the tab directory as living in its
+        person's part, when the beacon is recorded there whatever record.lua answers: a split
+        community, and no other key of the person's in another part (they may be live there, and
+        the beacon go there instead). None otherwise."""
+        parts = self._visit_parts(visit)
+        if parts == 1:
+            return None
+        part = part_of(stored_key(visit.visitor.key), parts)
+        if visit.alt_key is not None and part_of(stored_key(visit.alt_key), parts) != part:
+            return None
+        tab = stored_key(visit.connection)
+        args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part).values()
+        return "place", PlaceKeys(tabs=tab_directory_key(visit.community_id, tab)).values(), [*args, tab]
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -621,7 +648,7 @@ class VisitorTracker:
         visitor = visit.visitor
         member = stored_key(visitor.key)
         parts = self._visit_parts(visit)
-        keys = CommunityKeys(visit.community_id, part_of(member, parts))
+        keys = CommunityKeys(visit.community_id, part_of(member, parts), parts)
         day, week, month = (registration.calendar.bucket(period, now_ms) for period in PERIODS)
         script_keys = HeartbeatKeys(
             **keys.state_fields,
@@ -671,7 +698,7 @@ class VisitorTracker:
         parts = self._visit_parts(visit)
         if part is None:
             part = part_of(member, parts)
-        keys = CommunityKeys(visit.community_id, part)
+        keys = CommunityKeys(visit.community_id, part, parts)
         calendar = registration.calendar
         day, week, month = (calendar.bucket(period, now_ms) for period in PERIODS)
         minute = minute_of(now_ms)
@@ -740,6 +767,10 @@ class VisitorTracker:
     def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
         for _attempt in (1, 2):
             registration = self._visit_registration(visit)
+            # One page view asks the tab directory only when record.lua answers "gather": sending
+            # place.lua beside every record (a cluster pipeline, both nodes written before either is
+            # read) saves a new tab a round trip but costs every other page view more client time
+            # than that (README, "One community in N parts").
             script_keys, args = self._record_call(
                 visit, now_ms, pages=pages, must_be_present=must_be_present, registration=registration
             )
@@ -769,6 +800,7 @@ class VisitorTracker:
         must_be_present: bool,
         registration: Registration,
         member_here: bool,
+        placed_from: int | None = None,
     ) -> list[Any]:
         """A beacon of a split community whose person may be live under their other key in that
         key's part, or whose tab is in another part (a login, a logout). The beacon goes to the
@@ -777,22 +809,29 @@ class VisitorTracker:
         moves, its person folds into this one), and the tab's person goes back where they came from
         if they kept other tabs: everyone lives in the part of the key they live under, so each is
         found by it. The tab directory follows every move. Each step is one script: a read between
-        two of them may miss the person on the way."""
+        two of them may miss the person on the way. `placed_from`: the caller entered the tab in
+        its person's part already (`_placement`), and this is where it was before (-1: nowhere)."""
         community_id = visit.community_id
         parts = self._visit_parts(visit)
         tab = stored_key(visit.connection)
         part = part_of(stored_key(visit.visitor.key), parts)
-        alt = stored_key(visit.alt_key) if visit.alt_key else None
-        if not member_here and alt is not None and part_of(alt, parts) != part:
-            alt_part = part_of(alt, parts)
-            score = self._client.zscore(CommunityKeys(community_id, alt_part).live, alt)
-            if score is not None and score > now_ms - self.window_ms:
-                part = alt_part
-        owner_part = self._place(community_id, [tab], part, now_ms)[0]
+        if placed_from is not None:
+            owner_part = placed_from
+        else:
+            alt = stored_key(visit.alt_key) if visit.alt_key else None
+            if not member_here and alt is not None and part_of(alt, parts) != part:
+                alt_part = part_of(alt, parts)
+                score = self._client.zscore(CommunityKeys(community_id, alt_part, parts).live, alt)
+                if score is not None and score > now_ms - self.window_ms:
+                    part = alt_part
+            owner_part = self._place(community_id, [tab], part, now_ms, parts)[0]
+        here = CommunityKeys(community_id, part, parts)
         owner = _Moved([], [], [])
         if owner_part not in (-1, part):
-            owner = self._evict(community_id, owner_part, [tab], now_ms, registration, by_tab=True)
-            self._adopt(community_id, part, owner, now_ms, registration)
+            owner = self._evict(
+                CommunityKeys(community_id, owner_part, parts), [tab], now_ms, registration, by_tab=True
+            )
+            self._adopt(here, owner, now_ms, registration)
         script_keys, args = self._record_call(
             visit,
             now_ms,
@@ -805,12 +844,12 @@ class VisitorTracker:
         raw: list[Any] = self._scripts.call("record", script_keys, args)
         back = _Moved([], [], [])
         if owner.people:
-            back = self._evict(community_id, part, owner.people, now_ms, registration)
-            self._adopt(community_id, owner_part, back, now_ms, registration)
-            self._place(community_id, back.tabs, owner_part, now_ms)
+            back = self._evict(here, owner.people, now_ms, registration)
+            self._adopt(CommunityKeys(community_id, owner_part, parts), back, now_ms, registration)
+            self._place(community_id, back.tabs, owner_part, now_ms, parts)
         staying = [t for t in owner.tabs if t not in back.tabs]
         if staying:
-            self._place(community_id, staying, part, now_ms)
+            self._place(community_id, staying, part, now_ms, parts)
         return raw
 
     def _outcome(self, visit: Visit, now_ms: int, raw: list[Any]) -> VisitOutcome:
@@ -837,19 +876,79 @@ class VisitorTracker:
     @live_state_errors
     def add_visitors(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
         """Many page views at once (imports, load tests, benchmarks' set-up): one pipeline on a
-        single node. The same as calling `add_visitor` for each, in order."""
+        single node. The same as calling `add_visitor` for each, in order, but that a page view
+        whose tab is new to its part is recorded after the others (`_gather_many`), so a count or
+        a rate limit that depends on the order may differ."""
+        registrations = [self._visit_registration(v) for v in visits]
         calls = [
-            self._record_call(v, now_ms, pages=1, must_be_present=False, registration=self._visit_registration(v))
-            for v in visits
+            self._record_call(v, now_ms, pages=1, must_be_present=False, registration=r)
+            for v, r in zip(visits, registrations, strict=True)
         ]
+        raws = self._scripts.call_many("record", calls)
+        self._gather_many(visits, registrations, raws, now_ms)
         outcomes = []
-        for visit, raw in zip(visits, self._scripts.call_many("record", calls), strict=True):
+        for visit, raw in zip(visits, raws, strict=True):
             if raw[0] in (_OUTDATED, _GATHER):
                 outcomes.append(self._record(visit, now_ms, pages=1, must_be_present=False))
                 continue
             self._after_record(visit, now_ms, raw[0])
             outcomes.append(self._outcome(visit, now_ms, raw))
         return outcomes
+
+    def _gather_many(
+        self, visits: Sequence[Visit], registrations: Sequence[Registration], raws: list[Any], now_ms: int
+    ) -> None:
+        """The page views of a batch record.lua answered "gather" for, whose beacon goes to its
+        person's part (`_placement`), recorded again in `raws`: their tabs entered in the tab
+        directory together (one pipeline, in order), then, in order, those whose tab was nowhere
+        or in that part already recorded together without the checks, and one whose tab comes
+        from another part on its own (`_gathered`). Any other stays for `_record`."""
+        gathered = {
+            i: placement
+            for i, raw in enumerate(raws)
+            if raw[0] == _GATHER and (placement := self._placement(visits[i], now_ms)) is not None
+        }
+        if not gathered:
+            return
+        run: list[int] = []
+        for i, before in zip(gathered, self._scripts.call_each(list(gathered.values())), strict=True):
+            visit, parts = visits[i], self._visit_parts(visits[i])
+            placed_from = _held(before[0], parts)
+            if placed_from in (-1, part_of(stored_key(visit.visitor.key), parts)):
+                run.append(i)
+                continue
+            self._record_again(visits, registrations, raws, run, now_ms)
+            run = []
+            raws[i] = self._gathered(
+                visit,
+                now_ms,
+                pages=1,
+                must_be_present=False,
+                registration=registrations[i],
+                member_here=bool(raws[i][4]),
+                placed_from=placed_from,
+            )
+        self._record_again(visits, registrations, raws, run, now_ms)
+
+    def _record_again(
+        self,
+        visits: Sequence[Visit],
+        registrations: Sequence[Registration],
+        raws: list[Any],
+        again: Sequence[int],
+        now_ms: int,
+    ) -> None:
+        """The page views `again` recorded without the checks, their tabs placed in their part."""
+        if not again:
+            return
+        calls = [
+            self._record_call(
+                visits[i], now_ms, pages=1, must_be_present=False, registration=registrations[i], checks=False
+            )
+            for i in again
+        ]
+        for i, raw in zip(again, self._scripts.call_many("record", calls), strict=True):
+            raws[i] = raw
 
     @live_state_errors
     def update_visitors_activity(self, visits: Sequence[Visit], now_ms: int) -> list[VisitOutcome]:
@@ -882,16 +981,20 @@ class VisitorTracker:
         """Many leaves at once, `(community_id, connection)` each: the same as `remove_visitor`
         for each, in one pipeline on a single node."""
         calls = [
-            (CommunityKeys(c, self._tab_part_of(c, connection)).state, self._remove_args(connection, now_ms))
-            for c, connection in leaves
+            (self._tab_keys(c, connection).state, self._remove_args(connection, now_ms)) for c, connection in leaves
         ]
         return [int(count) for _left, count in self._scripts.call_many("remove", calls)]
 
-    def _tab_part_of(self, community_id: str, connection: str) -> int:
-        """The part a tab lives in (the tab directory of a split community; 0 if it holds none)."""
-        if self.parts_of(community_id) == 1:
-            return 0
-        return self._tab_part(community_id, stored_key(connection)) or 0
+    def _tab_keys(self, community_id: str, connection: str) -> CommunityKeys:
+        """The keys of the part a tab lives in (the tab directory of a split community; part 0 if it
+        holds none, or names a part the community no longer has)."""
+        parts = self.parts_of(community_id)
+        if parts == 1:
+            return CommunityKeys(community_id)
+        tab = stored_key(connection)
+        score = self._client.zscore(tab_directory_key(community_id, tab), tab)
+        part = int(score) % 128 if score is not None else 0
+        return CommunityKeys(community_id, part if part < parts else 0, parts)
 
     def _remove_args(self, connection: str, now_ms: int) -> list[Any]:
         return RemoveArgs(
@@ -908,7 +1011,7 @@ class VisitorTracker:
         """One connection leaves (pagehide); it counts for the leave grace, then its person goes
         with it unless another connection is open. Returns the live count afterwards."""
         args = self._remove_args(connection, now_ms)
-        keys = CommunityKeys(community_id, self._tab_part_of(community_id, connection))
+        keys = self._tab_keys(community_id, connection)
         _left, count = self._scripts.call("remove", keys.state, args)
         return int(count)
 
@@ -917,8 +1020,8 @@ class VisitorTracker:
         """Whether a page view with this event id was recorded within the dedup window (in any
         part: a retry is its person's, in their part)."""
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id)):
-            pipe.zscore(CommunityKeys(community_id, part).events, event_member(event_id))
+        for keys in parts_keys(community_id, self.parts_of(community_id)):
+            pipe.zscore(keys.events, event_member(event_id))
         return any(seen is not None and now_ms - seen < self._dedup_ms for seen in pipe.execute())
 
     @live_state_errors
@@ -938,7 +1041,8 @@ class VisitorTracker:
     @live_state_errors
     def is_user_visiting(self, community_id: str, user_id: str, now_ms: int) -> bool:
         member = authenticated_visitor_key(user_id)
-        keys = CommunityKeys(community_id, part_of(member, self.parts_of(community_id)))
+        parts = self.parts_of(community_id)
+        keys = CommunityKeys(community_id, part_of(member, parts), parts)
         score = self._client.zscore(keys.live, member)
         return score is not None and score > now_ms - self.window_ms
 
@@ -955,7 +1059,8 @@ class VisitorTracker:
         member = authenticated_visitor_key(user_id)
         pipe = self._client.pipeline(transaction=False)
         for community_id in candidates:
-            pipe.zscore(CommunityKeys(community_id, part_of(member, self.parts_of(community_id))).live, member)
+            parts = self.parts_of(community_id)
+            pipe.zscore(CommunityKeys(community_id, part_of(member, parts), parts).live, member)
         scores = pipe.execute()
         return [c for c, s in zip(candidates, scores, strict=True) if s is not None and s > cutoff]
 
@@ -967,7 +1072,7 @@ class VisitorTracker:
         # Each part answers its first offset + limit; their merge is the page.
         first, size = (0, offset + limit) if parts > 1 else (offset, limit)
         args = ListVisitorsArgs(cutoff_ms=now_ms - self.window_ms, offset=first, limit=size)
-        calls = [("list_visitors", CommunityKeys(community_id, part).state, args.values()) for part in range(parts)]
+        calls = [("list_visitors", keys.state, args.values()) for keys in parts_keys(community_id, parts)]
         answers = self._scripts.call_each(calls) if parts > 1 else [self._scripts.call(*calls[0])]
         total = sum(int(answer[0]) for answer in answers)
         listed = [
@@ -1007,8 +1112,8 @@ class VisitorTracker:
             sketches: list[Any] = []  # raw bytes: a script argument may be bytes
             if parts > 1:
                 calls = [
-                    self._read_call(community_id, k, now_ms, registration, buckets, hours, with_context=with_context)
-                    for k in range(1, parts)
+                    self._read_call(keys, now_ms, registration, buckets, hours, with_context=with_context)
+                    for keys in parts_keys(community_id, parts)[1:]
                 ]
                 answers = self._scripts.call_each(calls, raw=True)
                 outdated = next((a for a in answers if a[0] is None), None)
@@ -1023,8 +1128,7 @@ class VisitorTracker:
                     opened = [n + int(m) for n, m in zip(opened, answer[13], strict=True)]
                     sketches.extend(answer[14])
             name, keys, args = self._read_call(
-                community_id,
-                0,
+                CommunityKeys(community_id),
                 now_ms,
                 registration,
                 buckets,
@@ -1042,8 +1146,7 @@ class VisitorTracker:
 
     def _read_call(
         self,
-        community_id: str,
-        part: int,
+        keys: CommunityKeys,
         now_ms: int,
         registration: Registration,
         buckets: Sequence[Bucket],
@@ -1053,7 +1156,6 @@ class VisitorTracker:
         others_opened: Sequence[int] = (0, 0, 0),
         with_context: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
-        keys = CommunityKeys(community_id, part)
         script_keys = ReadStateKeys(**keys.state_fields, **keys.calendar_fields(buckets))
         args = ReadStateArgs(
             cutoff_ms=now_ms - self.window_ms,
@@ -1062,7 +1164,7 @@ class VisitorTracker:
             window_ms=self.window_ms,
             bucket_margin_ms=BUCKET_MARGIN_MS,
             now_ms=now_ms,
-            with_sketches=int(part > 0),
+            with_sketches=int(keys.part > 0),
             others_total=others_total,
             others_opened_day=others_opened[0],
             others_opened_week=others_opened[1],
@@ -1190,8 +1292,7 @@ class VisitorTracker:
         """Highest live count of each minute, oldest first (at most the last 48 hours)."""
         minutes = max(1, min(minutes, SERIES_HOURS * 60))
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id)):
-            keys = CommunityKeys(community_id, part)
+        for keys in parts_keys(community_id, self.parts_of(community_id)):
             for i in range((minutes + 59) // 60 + 1):
                 pipe.hgetall(keys.series(hour_id(now_ms - i * HOUR_MS)))
         series = _summed(((int(m), int(n)) for m, n in hour.items()) for hour in pipe.execute())
@@ -1205,9 +1306,9 @@ class VisitorTracker:
         (kept 35 days): the day's buckets (two where a change of zone split it) and their sum."""
         days = self.calendar_of(community_id, community).days_labelled(day_id)
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id, community)):
+        for keys in parts_keys(community_id, self.parts_of(community_id, community)):
             for day in days:
-                pipe.hgetall(CommunityKeys(community_id, part).pair_history(day.key))
+                pipe.hgetall(keys.pair_history(day.key))
         totals: dict[str, int] = {}
         for counts in cast(list[dict[str, str]], pipe.execute() if days else []):
             for pair, n in counts.items():
@@ -1218,8 +1319,8 @@ class VisitorTracker:
     def get_drop_counts(self, community_id: str, now_ms: int, *, community: Community | None = None) -> DropCounts:
         day = self.calendar_of(community_id, community).bucket("day", now_ms)
         pipe = self._client.pipeline(transaction=False)
-        for part in range(self.parts_of(community_id, community)):
-            pipe.hgetall(CommunityKeys(community_id, part).drops(day.key))
+        for keys in parts_keys(community_id, self.parts_of(community_id, community)):
+            pipe.hgetall(keys.drops(day.key))
         counts = _summed(((r, int(n)) for r, n in drops.items()) for drops in pipe.execute())
         return DropCounts(
             day=day.id,

@@ -540,25 +540,31 @@ class LuaScripts:
 
     def call_each(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]], *, raw: bool = False) -> list[Any]:
         """Scripts for key sets in several slots, in one pipeline, which a cluster client splits by
-        node (one round trip per node): `EVALSHA` through `execute_command`, which its pipelines
-        pass on. Only for scripts that may safely run twice, as `call_many`. `raw`: replies keep
+        node (one round trip per node, every node's calls written before any reply is read):
+        `EVALSHA` through `execute_command`, which its pipelines pass on. A call answered
+        `NOSCRIPT` did not run, and only those go again once their script is loaded (a node may
+        lack a script the others have), so any script may be called here. `raw`: replies keep
         their bytes (a sketch is no text)."""
         options: dict[str, Any] = {NEVER_DECODE: []} if raw else {}
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            for name, keys, args in calls:
-                pipe.execute_command("EVALSHA", self._shas[name], len(keys), *keys, *args, **options)
-            results = pipe.execute(raise_on_error=False)
-            missing = {name for (name, _k, _a), r in zip(calls, results, strict=True) if isinstance(r, NoScriptError)}
-            if attempt == 1 and missing:
-                for name in missing:
-                    self._load(name)
-                continue
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-            return results
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        results = self._pipelined(calls, options)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            for name in {calls[i][0] for i in missing}:
+                self._load(name)
+            for i, result in zip(missing, self._pipelined([calls[i] for i in missing], options), strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    def _pipelined(
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]], options: dict[str, Any]
+    ) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.execute_command("EVALSHA", self._shas[name], len(keys), *keys, *args, **options)
+        return list(pipe.execute(raise_on_error=False))
 
 
 class ClusterLuaScripts(LuaScripts):

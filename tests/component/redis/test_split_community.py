@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from community_tracker.models import Community, VisitorIdentity
-from community_tracker.redis.keys import CommunityKeys, part_of, stored_key
+from community_tracker.models import Community, Visit, VisitorIdentity
+from community_tracker.redis.keys import CommunityKeys, part_of, parts_keys, stored_key
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
 from community_tracker.redis.scripts import RedisClient
 from tests.builders import MINUTE, SECOND, T0, anonymous, tab, user, visit
@@ -103,6 +103,42 @@ def test_a_login_and_a_logout_across_parts_are_one_person(tracker: VisitorTracke
     assert answers(tracker, split, later)["total"] == 0
 
 
+def test_a_batch_of_page_views_is_what_one_page_view_after_another_is(tracker: VisitorTracker) -> None:
+    one_by_one, batched = registered(tracker, PARTS), registered(tracker, PARTS)
+    browser = anonymous("batch-browser", "montreal")
+    account = in_other_parts(browser, lambda i: user(f"batch-user-{i}", "laval"))
+    yesterday = anonymous("batch-yesterday", "laval")
+    today = in_other_parts(yesterday, lambda i: anonymous(f"batch-today-{i}", "laval"))
+    newcomers = [anonymous(f"batch-new-{i}", ["quebec", None][i % 2]) for i in range(8)]
+
+    def batch(c: Community) -> list[Visit]:
+        return [
+            *(visit(c.community_id, p, c.division_id, connection=tab(f"new-{i}")) for i, p in enumerate(newcomers)),
+            visit(c.community_id, newcomers[0], c.division_id, connection=tab("new-0")),
+            visit(c.community_id, account, c.division_id, connection=tab("x")),
+            visit(c.community_id, account, c.division_id, connection=tab("y")),
+            visit(c.community_id, newcomers[1], c.division_id, connection=tab("x")),
+            visit(c.community_id, today, c.division_id, connection=tab("z"), alt_key=yesterday.key),
+            visit(c.community_id, newcomers[2], c.division_id, connection=tab("new-2b")),
+        ]
+
+    # Given two split communities, each with a browser on two tabs and a person live under
+    # yesterday's key
+    for c in (one_by_one, batched):
+        for name in ("x", "w"):
+            tracker.add_visitor(visit(c.community_id, browser, c.division_id, connection=tab(name)), T0)
+        tracker.add_visitor(visit(c.community_id, yesterday, c.division_id, connection=tab("z")), T0)
+    # When the same page views come one after the other to one, in one batch to the other: new
+    # tabs, a second page in a tab, the browser's tab signing in and then moving to a newcomer
+    # (across parts), a person under today's key, another tab of a newcomer
+    now = T0 + SECOND
+    expected = [tracker.add_visitor(v, now).status for v in batch(one_by_one)]
+    # Then each is counted as it was, and every reader sees the same
+    assert [outcome.status for outcome in tracker.add_visitors(batch(batched), now)] == expected
+    assert answers(tracker, batched, now) == answers(tracker, one_by_one, now)
+    assert answers(tracker, batched, now)["total"] == len(newcomers) + 3
+
+
 @pytest.mark.parametrize("changes", [(1, 4), (4, 3), (4, 1), (1, 7, 2)], ids=lambda c: "-".join(map(str, c)))
 def test_a_change_of_parts_on_a_live_community_loses_nobody_and_counts_nobody_twice(
     tracker: VisitorTracker, changes: tuple[int, ...]
@@ -125,6 +161,8 @@ def test_a_change_of_parts_on_a_live_community_loses_nobody_and_counts_nobody_tw
     assert before["total"] == len(people)
 
     # When the number of parts changes (a new registration), each time
+    # (a part's keys depend on the number of parts: every part of every number the community had)
+    every_part = {keys.tag: keys for n in changes for keys in parts_keys(community.community_id, n)}.values()
     for parts in changes[1:]:
         community = community.model_copy(update={"parts": parts, "version": community.version + 1})
         assert tracker.install_community(community, now)
@@ -132,12 +170,8 @@ def test_a_change_of_parts_on_a_live_community_loses_nobody_and_counts_nobody_tw
         assert answers(tracker, community, now) == before
         for person in people:
             member = stored_key(person.key)
-            holders = [
-                p
-                for p in range(max(changes))
-                if tracker.client.hexists(CommunityKeys(community.community_id, p).visitors, member)
-            ]
-            assert holders == [part_of(member, parts)]
+            holders = [keys.tag for keys in every_part if tracker.client.hexists(keys.visitors, member)]
+            assert holders == [CommunityKeys(community.community_id, part_of(member, parts), parts).tag]
 
     # And the next beacons, leaves included, go on as in one part
     later = now + 30 * SECOND

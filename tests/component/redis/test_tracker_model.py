@@ -37,7 +37,7 @@ from community_tracker.models import (
     percentage,
 )
 from community_tracker.redis.cleanup_index import CleanupIndex
-from community_tracker.redis.keys import CommunityKeys
+from community_tracker.redis.keys import parts_keys
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
 from community_tracker.redis.scripts import RedisClient
 from community_tracker.timeutil import PERIODS, Period, iso
@@ -528,8 +528,8 @@ class TrackerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """After a random run, every key of the community but its live state has an expiry."""
-        parts = [CommunityKeys(self.community_id, part) for part in range(self.parts)]
-        # every part's keys and the tab directory's: {c:ID}, {c:ID#k}, {c:ID~d}
+        parts = parts_keys(self.community_id, self.parts)
+        # every part's keys and the tab directory's: {c:ID}, {c:ID#k.salt}, {c:ID~d}
         match = f"{{c:{self.community_id}*"
         if isinstance(self.client, RedisCluster):
             found = list(self.client.scan_iter(match=match, target_nodes=RedisCluster.ALL_NODES))
