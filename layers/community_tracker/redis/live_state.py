@@ -549,6 +549,25 @@ class VisitorTracker:
                     moved = self._evict(old, members[first : first + MOVE_CHUNK], now_ms, registration)
                     self._adopt(new, moved, now_ms, registration)
                     self._place(community_id, moved.tabs, target, now_ms, parts)
+        kept = {keys.tag for keys in targets}
+        for old in parts_keys(community_id, before):
+            if old.tag not in kept:
+                self._retire_part(old)
+
+    def _retire_part(self, keys: CommunityKeys) -> None:
+        """Deletes the live state of a part no registration names any more (its tag is the old
+        number of parts'): what is left there after everyone live moved out, the stale not pruned
+        yet, and its registration. Every other key of it has an expiry. A function that still has
+        the old number finds no registration there, and reads the directory again."""
+        groups = cast(list[str], self._client.smembers(keys.groups))
+        live_state = [
+            *keys.state,
+            keys.groups,
+            keys.meta,
+            *(keys.group(group) for group in groups),
+            *(keys.context(dimension) for dimension in CONTEXT_DIMENSIONS),
+        ]
+        self._client.delete(*live_state)  # one slot: the part's tag
 
     # -- split communities: bringing people from one part to another ------------------------------
 

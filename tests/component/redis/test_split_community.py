@@ -172,6 +172,11 @@ def test_a_change_of_parts_on_a_live_community_loses_nobody_and_counts_nobody_tw
             member = stored_key(person.key)
             holders = [keys.tag for keys in every_part if tracker.client.hexists(keys.visitors, member)]
             assert holders == [CommunityKeys(community.community_id, part_of(member, parts), parts).tag]
+        # and a part the new number does not name keeps no live state nor registration behind
+        named = {keys.tag for keys in parts_keys(community.community_id, parts)}
+        for keys in every_part:
+            if keys.tag not in named:
+                assert tracker.client.exists(*keys.state, keys.groups, keys.meta) == 0, keys.tag
 
     # And the next beacons, leaves included, go on as in one part
     later = now + 30 * SECOND
