@@ -219,3 +219,23 @@ def test_a_left_tab_of_a_person_folded_away_counts_until_its_grace_ends_in_any_p
     assert answers(tracker, split, login + 3) == answers(tracker, whole, login + 3)
     after_grace = T0 + 20 * SECOND
     assert answers(tracker, split, after_grace) == answers(tracker, whole, after_grace)
+
+
+@pytest.mark.parametrize("changes", [(4, 3), (4, 1)], ids=lambda c: "-".join(map(str, c)))
+def test_people_who_arrived_since_the_last_read_stay_unique_visitors_across_a_change_of_parts(
+    tracker: VisitorTracker, changes: tuple[int, int]
+) -> None:
+    # Given people arriving in a community of 4 parts, and no read since (none merged its parts)
+    community = registered(tracker, changes[0])
+    people = [user(f"unique-{i}", "laval") for i in range(12)]
+    for i, person in enumerate(people):
+        tracker.add_visitor(visit(community.community_id, person, "quebec", connection=tab(f"u{i}")), T0 + i)
+
+    # When the number of parts changes
+    community = community.model_copy(update={"parts": changes[1], "version": community.version + 1})
+    assert tracker.install_community(community, T0 + MINUTE)
+
+    # Then each is still one of the day's, week's and month's unique visitors
+    summary = tracker.get_summary(community.community_id, T0 + MINUTE, community=community)
+    unique = summary.unique_visitors
+    assert (unique.daily, unique.weekly, unique.monthly) == (12, 12, 12)

@@ -24,12 +24,13 @@ local bucket_margin_ms = tonumber(ARGV[8])
 local people = {unpack(ARGV, 9)}
 -- Returns how many people arrived (merged ones included).
 local calendar = plan_calendar(META, community_version, {day_bucket, week_bucket, month_bucket})
+local BUCKET_KEYS = {
+  {peak = PEAK_DAY, unique = UNIQUE_DAY},
+  {peak = PEAK_WEEK, unique = UNIQUE_WEEK},
+  {peak = PEAK_MONTH, unique = UNIQUE_MONTH},
+}
 if calendar then
-  open_buckets(calendar, {
-    {peak = PEAK_DAY, unique = UNIQUE_DAY},
-    {peak = PEAK_WEEK, unique = UNIQUE_WEEK},
-    {peak = PEAK_MONTH, unique = UNIQUE_MONTH},
-  }, META, CLOSED, window_ms, bucket_margin_ms)
+  open_buckets(calendar, BUCKET_KEYS, META, CLOSED, window_ms, bucket_margin_ms)
 end
 prune(cutoff_ms, true)
 
@@ -49,6 +50,14 @@ local function adopt_person(member, rec)
   else
     contribute(rec, 1)
     redis.call('SADD', GROUPS, group_of(rec))
+    -- A unique visitor of this part's open buckets too: the part they came from may be one no
+    -- read merges any more (a change of N retires it), and one already in the union adds nothing.
+    for i, keys in ipairs(calendar and BUCKET_KEYS or {}) do
+      if redis.call('PFADD', keys.unique, member) == 1 then
+        expire_at_ms(keys.unique, bucket_end(calendar[i]) + bucket_margin_ms)
+        calendar_changed(calendar[i], META, CLOSED, bucket_margin_ms)
+      end
+    end
     -- Their live context comes with them under the values their record holds (evict.lua's
     -- forget took it back there); a part may so hold a few values past its cap.
     for d, value in ipairs(rec.x or {}) do
