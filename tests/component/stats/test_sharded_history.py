@@ -104,6 +104,20 @@ def history_page(community_id: str, *, limit: int, cursor: str | None = None) ->
     )
 
 
+def as_user(method: str, route: str, user_id: str) -> HttpAnswer:
+    """A user's own call of a `/v1/users/{user_id}/…` route."""
+    return call(
+        stats_handler,
+        api_request(
+            method,
+            route.format(user_id=user_id),
+            template=route,
+            path_parameters={"user_id": user_id},
+            headers={"authorization": f"Bearer {mint_token(get_settings(), user_id)}"},
+        ),
+    )
+
+
 def whole_history(community_id: str, limit: int) -> tuple[list[str], int]:
     """Every event id the route hands out, page after page, and how many pages it took."""
     ids: list[str] = []
@@ -131,21 +145,30 @@ def _reads_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stores, "HISTORY_READ_SECONDS", math.inf)
 
 
-class QueryClock:
-    """A clock that moves one second with each query of a table's client: a page's reads take
-    that long, however many it runs at once."""
+class SlowQueries:
+    """Each query of a table's client waits `seconds` before moto answers it (a `before-call`
+    hook, so the wait is in the store's own call) and is counted, with how many ran at once;
+    `clock` moves one second with each query, however many run at once."""
 
-    def __init__(self, table: Any) -> None:
-        self.now = 0.0
+    def __init__(self, table: Any, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.calls = 0
+        self.most_at_once = 0
+        self._running = 0
         self._lock = threading.Lock()
         table.meta.client.meta.events.register("before-call.dynamodb.Query", self._query)
 
     def _query(self, **_: Any) -> None:
         with self._lock:
-            self.now += 1.0
+            self.calls += 1
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        time.sleep(self.seconds)
+        with self._lock:
+            self._running -= 1
 
-    def __call__(self) -> float:
-        return self.now
+    def clock(self) -> float:
+        return float(self.calls)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -166,7 +189,7 @@ def test_pages_over_partitions_hand_out_every_visit_once_newest_first(
     events = [event(community_id, f"evt-{i:06d}-{uuid.uuid4().hex[:4]}", T0 + at) for i, at in enumerate(offsets)]
     bulk_put(moto_table, "us-east-1", (visit_item(e, parts) for e in events))
     table = boto3.resource("dynamodb", region_name="us-east-1").Table(moto_table)
-    store = DynamoVisitStore(table, clock=QueryClock(table)) if slow else get_stores().visits
+    store = DynamoVisitStore(table, clock=SlowQueries(table).clock) if slow else get_stores().visits
     budget = float(parts + spare_reads) if slow else None
 
     # When the history is read page by page
@@ -186,28 +209,6 @@ def test_pages_over_partitions_hand_out_every_visit_once_newest_first(
     # Then each visit comes once, newest first (in time, in as few pages as the page size allows)
     assert ids == newest_first(events)
     assert slow or pages == max(1, -(-len(events) // limit))
-
-
-class SlowQueries:
-    """Each query of a table's client waits `seconds` before moto answers it (a `before-call`
-    hook, so the wait is in the store's own call) and is counted, with how many ran at once."""
-
-    def __init__(self, table: Any, seconds: float) -> None:
-        self.seconds = seconds
-        self.calls = 0
-        self.most_at_once = 0
-        self._running = 0
-        self._lock = threading.Lock()
-        table.meta.client.meta.events.register("before-call.dynamodb.Query", self._query)
-
-    def _query(self, **_: Any) -> None:
-        with self._lock:
-            self.calls += 1
-            self._running += 1
-            self.most_at_once = max(self.most_at_once, self._running)
-        time.sleep(self.seconds)
-        with self._lock:
-            self._running -= 1
 
 
 def test_a_page_reads_its_partitions_at_once(community: Community) -> None:
@@ -473,16 +474,7 @@ def test_erasure_finds_every_visit_in_every_partition(community: Community) -> N
     assert len({visit_partition(e.event_id, 8) for e in mine}) == 8
 
     # When the user erases their history
-    erased = call(
-        stats_handler,
-        api_request(
-            "DELETE",
-            f"/v1/users/{user_id}/visits",
-            template="/v1/users/{user_id}/visits",
-            path_parameters={"user_id": user_id},
-            headers={"authorization": f"Bearer {mint_token(get_settings(), user_id)}"},
-        ),
-    )
+    erased = as_user("DELETE", "/v1/users/{user_id}/visits", user_id)
 
     # Then none of theirs is left, in any partition or guard; the neighbour's stays
     assert erased.status == 200, erased.body
@@ -502,23 +494,11 @@ def test_a_history_too_long_for_one_erasure_is_erased_over_several_calls(
     bulk_put(get_settings().table_name, "us-east-1", (visit_item(e, 1) for e in mine))
     monkeypatch.setattr(stores, "HISTORY_ERASE_SECONDS", 0.0)
 
-    def erase() -> HttpAnswer:
-        return call(
-            stats_handler,
-            api_request(
-                "DELETE",
-                f"/v1/users/{user_id}/visits",
-                template="/v1/users/{user_id}/visits",
-                path_parameters={"user_id": user_id},
-                headers={"authorization": f"Bearer {mint_token(get_settings(), user_id)}"},
-            ),
-        )
-
     # When the user erases their history, and calls again while it says it is not complete
-    answers = [erase()]
+    answers = [as_user("DELETE", "/v1/users/{user_id}/visits", user_id)]
     while answers[-1].status == 202:
         assert answers[-1].headers["retry-after"] == "0"
-        answers.append(erase())
+        answers.append(as_user("DELETE", "/v1/users/{user_id}/visits", user_id))
 
     # Then three calls erased it all, 200 visits at a time, each saying what it did
     assert [(a.status, a.json()["deleted"], a.json()["complete"]) for a in answers] == [
@@ -550,16 +530,7 @@ def test_the_export_and_the_rollups_are_unaffected_by_partitions(community: Comm
     get_stores().peaks.put_rollup(cid, peak)
 
     # When the user exports, and the rollups and the history are read
-    exported = call(
-        stats_handler,
-        api_request(
-            "GET",
-            f"/v1/users/{user_id}/visits/export",
-            template="/v1/users/{user_id}/visits/export",
-            path_parameters={"user_id": user_id},
-            headers={"authorization": f"Bearer {mint_token(get_settings(), user_id)}"},
-        ),
-    )
+    exported = as_user("GET", "/v1/users/{user_id}/visits/export", user_id)
 
     # Then the export has every visit once, the rollup is where it was, and the history only visits
     assert exported.status == 200, exported.body
