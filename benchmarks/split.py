@@ -17,7 +17,8 @@ busiest master:
 - the busiest master's Redis time per beacon, split vs one part: the per-shard load one person
   adds, so what one community of N parts holds is about 1 / this ratio times one part's;
 - client beacons per second, split vs one part: what the split costs the caller (the first page
-  view of a tab in a split community asks the tab directory: a second and third round trip);
+  view of a tab in a split community asks the tab directory: beside the record when it says it
+  is its tab's first, as here, then the record again; a second and third round trip when not);
 - a summary read of the split community vs the one-part community (each part read once).
 """
 
@@ -90,15 +91,17 @@ def _ingest(
     """(busiest master's script usec, client seconds) of each community's workload, the
     communities taking each step in turn (in the other order every other step)."""
     visits = [_visits(community) for community in communities]
+    # Each person's first page view comes from a new tab, and says so, as the beacon script's does
+    arrivals = [[visit.model_copy(update={"new_tab": True}) for visit in of] for of in visits]
     usec: list[Counter[str]] = [Counter() for _ in communities]
     seconds = [0.0 for _ in communities]
-    steps = [_page_views, *(_page_views if i % 5 == 4 else _heartbeats for i in range(ROUNDS))]
-    for index, step in enumerate(steps):
+    steps = [(_page_views, arrivals), *((_page_views if i % 5 == 4 else _heartbeats, visits) for i in range(ROUNDS))]
+    for index, (step, batches) in enumerate(steps):
         order = range(len(communities)) if index % 2 == 0 else reversed(range(len(communities)))
         for at in order:
             client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
             started = time.perf_counter()
-            step(tracker, visits[at])
+            step(tracker, batches[at])
             seconds[at] += time.perf_counter() - started
             usec[at].update(_script_usec(client))
     for community, per_master, taken in zip(communities, usec, seconds, strict=True):

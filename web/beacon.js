@@ -47,6 +47,9 @@
     // The person: one random id per browser (every tab of this origin), else the server's daily
     // cookieless hash. The connection: one per tab (same-tab navigations keep it).
     var visitorId = kept(local, "vt_visitor_id", "v-");
+    // A tab id made now is a new tab: its first page view says so (new_tab), which spares a
+    // community kept in parts a round trip; the API keeps every answer exact without it.
+    var newTab = !get(session, "vt_connection_id");
     var connectionId = kept(session, "vt_connection_id", "c-") || "c-" + random();
     var pageId = random();
 
@@ -161,7 +164,7 @@
       var done = function (x) { return x.e === entry.e; };
       if (entry.w !== whose(token())) return settle(done); // logged in or out since: that moment is gone
       inflight[entry.e] = true;
-      var fields = { event_id: entry.e, url: entry.u, referrer: entry.r, connection_id: entry.c };
+      var fields = { event_id: entry.e, url: entry.u, referrer: entry.r, connection_id: entry.c, new_tab: entry.f };
       send(entry.b + "visits", fields, function (status, answer, retry) {
         delete inflight[entry.e];
         if (status === -1 || (status >= 200 && status < 500 && status !== 429)) {
@@ -206,7 +209,8 @@
       views++;
       var t = now();
       var entry = { b: base, e: "e-" + random(), u: window.location.href, r: document.referrer || undefined,
-        c: connectionId, w: whose(token()), t: t, a: t, n: 0 };
+        c: connectionId, w: whose(token()), t: t, a: t, n: 0, f: newTab || undefined };
+      newTab = false;
       own[entry.e] = true;
       edit(function (list) { list.push(entry); });
       deliver(entry);
@@ -228,6 +232,7 @@
       else if (m.type === "hello" && m.c === connectionId && m.p !== pageId) tell({ type: "taken", c: m.c, p: m.p });
       else if (m.type === "taken" && m.c === connectionId && m.p === pageId) {
         connectionId = "c-" + random();
+        newTab = true;
         put(session, "vt_connection_id", connectionId);
         heartbeat(); // opens this connection (its person is live: the page view went as the other tab)
       }

@@ -204,7 +204,7 @@ def post_visit(
         headers,
         trust_location=get_settings().trust_location_headers,
     )
-    beacon = replace(beacon, context=context)
+    beacon = replace(beacon, context=context, new_tab=body.new_tab)
     result = _by_current_registration(
         beacon, lambda b: record_page_view(b, live=get_tracker(), visits=get_stores().visits, now_ms=now_ms), now_ms
     )

@@ -40,6 +40,11 @@ class PresenceBody(BaseModel):
 
 class VisitBody(PresenceBody):
     url: str = Field(min_length=1, max_length=2048)
+    new_tab: bool = Field(
+        default=False,
+        description="The tab's first page view (the beacon script just made its tab id): a community kept in "
+        "parts then asks where the tab lives while it records the page view. Only a hint: any answer stays exact",
+    )
 
 
 class PageViewAnswer(AddVisitorResult):

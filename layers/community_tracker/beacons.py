@@ -78,6 +78,7 @@ class Beacon:
     url: str | None = None
     referrer: str | None = None
     context: PageContext | None = None  # a page view's live context (`context.page_context`)
+    new_tab: bool = False  # the page view says it is its tab's first
 
     def visit(self) -> Visit:
         # Every field was checked on its way into the beacon (the route's parameters and body,
@@ -94,6 +95,7 @@ class Beacon:
             calendar=self.community.calendar(),
             parts=self.community.parts,
             context=self.context,
+            new_tab=self.new_tab,
         )
 
 

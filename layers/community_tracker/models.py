@@ -164,6 +164,8 @@ class Visit(Frozen):
     parts: int | None = None  # the registration's `Community.parts`; None: what Redis holds
     # A page view's live context; None (a heartbeat, tools) keeps the person's.
     context: PageContext | None = None
+    # The page view says it is its tab's first (a hint: a split community places the tab at once).
+    new_tab: bool = False
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 

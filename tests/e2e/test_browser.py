@@ -194,6 +194,7 @@ def test_the_pages_of_one_visit_are_one_person_and_count_up(
     tracker: LocalSystem, host_pages: HostPages, context: BrowserContext
 ) -> None:
     community_id = register(tracker)
+    sent = beacons_of(context)
     page = open_page(context, page_url(host_pages.origin, tracker, community_id))
     assert eventually(lambda: [v["pages_viewed"] for v in visitors(tracker, community_id)] == [1])
     joined_at = visitors(tracker, community_id)[0]["joined_at"]
@@ -211,6 +212,8 @@ def test_the_pages_of_one_visit_are_one_person_and_count_up(
     assert visitor["pages_viewed"] == 5
     assert visitor["joined_at"] == joined_at
     assert stats(tracker, community_id)["connections"] == 1
+    # Only the tab's first page view says it is a new tab (README, "One community in N parts")
+    assert [s.body.get("new_tab") for s in sent if s.kind == "visits"] == [True, None, None, None, None]
     page.close()
 
 

@@ -625,7 +625,9 @@ class VisitorTracker:
                 before[i] = _held(was, parts)
         return before
 
-    def _placement(self, visit: Visit, now_ms: int) -> tuple[str, list[str], list[Any]] | None:
+    def _placement(
+        self, visit: Visit, now_ms: int, *, only_new: bool = False
+    ) -> tuple[str, list[str], list[Any]] | None:
         """The place.lua call entering a page view's tab in the tab directory as living in its
         person's part, when the beacon is recorded there whatever record.lua answers: a split
         community, and no other key of the person's in another part (they may be live there, and
@@ -637,7 +639,7 @@ class VisitorTracker:
         if visit.alt_key is not None and part_of(stored_key(visit.alt_key), parts) != part:
             return None
         tab = stored_key(visit.connection)
-        args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part).values()
+        args = PlaceArgs(now_ms=now_ms, keep_ms=TAB_DIRECTORY_MS, part=part, only_new=int(only_new)).values()
         return "place", PlaceKeys(tabs=tab_directory_key(visit.community_id, tab)).values(), [*args, tab]
 
     # -- writes ---------------------------------------------------------------------------------
@@ -786,14 +788,23 @@ class VisitorTracker:
     def _record(self, visit: Visit, now_ms: int, *, pages: int, must_be_present: bool) -> VisitOutcome:
         for _attempt in (1, 2):
             registration = self._visit_registration(visit)
-            # One page view asks the tab directory only when record.lua answers "gather": sending
-            # place.lua beside every record (a cluster pipeline, both nodes written before either is
-            # read) saves a new tab a round trip but costs every other page view more client time
-            # than that (README, "One community in N parts").
             script_keys, args = self._record_call(
                 visit, now_ms, pages=pages, must_be_present=must_be_present, registration=registration
             )
-            raw = self._scripts.call("record", script_keys, args)
+            # A page view asks the tab directory when record.lua answers "gather"; one that says it
+            # is its tab's first asks at the same time (place.lua beside record.lua, one cluster
+            # pipeline: both nodes written before either is read), saving a new tab a round trip.
+            # Every page view doing so would cost the others more than that (README, "One community
+            # in N parts"). Only a hint: the directory enters the tab only if it holds none (one it
+            # holds is moved as without the hint) and the record still checks the tab.
+            hinted = visit.new_tab and pages == 1
+            placement = self._placement(visit, now_ms, only_new=True) if hinted else None
+            placed_from: int | None = None
+            if placement is not None:
+                before, raw = self._scripts.call_each([placement, ("record", script_keys, args)])
+                placed_from = -1 if int(before[0]) == -1 else None  # entered now; else `_gathered` moves it
+            else:
+                raw = self._scripts.call("record", script_keys, args)
             if raw[0] == _GATHER:
                 raw = self._gathered(
                     visit,
@@ -802,6 +813,7 @@ class VisitorTracker:
                     must_be_present=must_be_present,
                     registration=registration,
                     member_here=bool(raw[4]),
+                    placed_from=placed_from,
                 )
             if raw[0] == _OUTDATED:
                 self._outdated(visit.community_id, registration, raw[4], raw[5])

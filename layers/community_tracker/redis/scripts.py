@@ -376,6 +376,7 @@ class PlaceArgs(Contract):
     now_ms: int
     keep_ms: int
     part: int
+    only_new: int = 0  # 1: enters only the tabs the directory does not hold; answers all the same
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,3 +239,33 @@ def test_people_who_arrived_since_the_last_read_stay_unique_visitors_across_a_ch
     summary = tracker.get_summary(community.community_id, T0 + MINUTE, community=community)
     unique = summary.unique_visitors
     assert (unique.daily, unique.weekly, unique.monthly) == (12, 12, 12)
+
+
+def test_a_page_view_that_says_its_tab_is_new_asks_the_tab_directory_at_once(
+    tracker: VisitorTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a split community, and the round trips its tracker makes (a pipeline is one)
+    community = registered(tracker, PARTS)
+    trips: list[str] = []
+    scripts = tracker._scripts
+    for method in ("call", "call_each"):
+        original = getattr(scripts, method)
+
+        def counted(*args: Any, _original: Any = original, _method: str = method, **kwargs: Any) -> Any:
+            trips.append(_method)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(scripts, method, counted)
+    person = user("new-tab-walker", "laval")
+
+    # When a new tab's first page view says so, and another's does not
+    hinted = visit(community.community_id, person, "quebec", connection=tab("hinted"))
+    tracker.add_visitor(hinted.model_copy(update={"new_tab": True}), T0)
+    with_hint, trips[:] = list(trips), []
+    tracker.add_visitor(visit(community.community_id, person, "quebec", connection=tab("plain")), T0 + 1)
+
+    # Then the hinted one took two round trips (the directory beside the record, then the record
+    # again), the other three (the record's "gather", the directory, the record)
+    assert with_hint == ["call_each", "call"]
+    assert trips == ["call", "call", "call"]
+    assert tracker.get_summary(community.community_id, T0 + 2, community=community).stats.connections == 2

@@ -353,6 +353,7 @@ class TrackerMachine(RuleBasedStateMachine):
         event_id=st.none() | st.sampled_from(EVENT_IDS),
         alt=st.none() | st.sampled_from(BROWSERS),
         context=st.none() | PAGE_CONTEXTS,
+        new_tab=st.booleans(),
     )
     def page_view(
         self,
@@ -361,13 +362,15 @@ class TrackerMachine(RuleBasedStateMachine):
         event_id: str | None,
         alt: VisitorIdentity | None,
         context: PageContext | None,
+        new_tab: bool,
     ) -> None:
         alt_key = alt.key if alt is not None and not identity.is_authenticated else None
         # A retry is the same person's beacon again, with the same keys: in a split community an
         # event id is remembered in the part the beacon went to (README, "One community in N parts").
         event_id = f"{event_id}-{identity.key[-12:].replace(':', '-')}" if event_id and alt_key is None else None
         beacon = self.visit(identity, event_id=event_id, connection=connection, alt_key=alt_key)
-        outcome = self.tracker.add_visitor(beacon.model_copy(update={"context": context}), self.now)
+        # `new_tab` is the page's hint, true or not (a tab the model knows): the answers are the same
+        outcome = self.tracker.add_visitor(beacon.model_copy(update={"context": context, "new_tab": new_tab}), self.now)
         expected = self.model.record(
             identity,
             connection,

@@ -653,3 +653,26 @@ def test_malformed_beacons_are_counted_as_invalid_drops(community: Community, re
 
     assert redis.hget(CommunityKeys(community.community_id).drops("2031-03-05@UTC"), "invalid") == "3"
     assert redis.keys("*not-registered*") == []
+
+
+def test_a_page_view_s_new_tab_hint_reaches_the_tracker(community: Community, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker = get_tracker()
+    seen: list[bool] = []
+    record = tracker.add_visitor
+
+    def add_visitor(visit: Any, now_ms: int) -> Any:
+        seen.append(visit.new_tab)
+        return record(visit, now_ms)
+
+    monkeypatch.setattr(tracker, "add_visitor", add_visitor)
+    body = {"url": "https://x.example/", "visitor_id": "browser-hint-01", "connection_id": "tab-hint-0001"}
+
+    first = beacon(community.community_id, {**body, "new_tab": True})
+    second = beacon(community.community_id, body, now_ms=T0 + 1)
+    wrong = beacon(community.community_id, {**body, "new_tab": ["no"]}, now_ms=T0 + 2)
+
+    assert (first.status, second.status) == (200, 200)
+    assert seen == [True, False]
+    # A hint of the wrong type is refused like any other malformed field, naming it
+    assert wrong.status == 422
+    assert "new_tab" in wrong.body
