@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from community_tracker.models import AddVisitorResult, DivisionId, EventId, TimeZone
 
@@ -40,7 +40,8 @@ class PresenceBody(BaseModel):
 
 class VisitBody(PresenceBody):
     url: str = Field(min_length=1, max_length=2048)
-    new_tab: bool = Field(
+    # Strict: the schema says boolean, so a 0 or "true" is refused (422), not taken for one
+    new_tab: StrictBool = Field(
         default=False,
         description="The tab's first page view (the beacon script just made its tab id): a community kept in "
         "parts then asks where the tab lives while it records the page view. Only a hint: any answer stays exact",

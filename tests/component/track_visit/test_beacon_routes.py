@@ -669,7 +669,7 @@ def test_a_page_view_s_new_tab_hint_reaches_the_tracker(community: Community, mo
 
     first = beacon(community.community_id, {**body, "new_tab": True})
     second = beacon(community.community_id, body, now_ms=T0 + 1)
-    wrong = beacon(community.community_id, {**body, "new_tab": ["no"]}, now_ms=T0 + 2)
+    wrong = beacon(community.community_id, {**body, "new_tab": 0}, now_ms=T0 + 2)
 
     assert (first.status, second.status) == (200, 200)
     assert seen == [True, False]
