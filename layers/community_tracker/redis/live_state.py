@@ -463,8 +463,12 @@ class VisitorTracker:
         `force` replaces even a newer registration: for a directory that holds an older one than
         Redis (it was reset). True when it was installed."""
         community_id = community.community_id
-        held_parts = self._client.hget(CommunityKeys(community_id).meta, "parts")
-        before = int(cast(str, held_parts)) if held_parts else 1
+        meta = CommunityKeys(community_id).meta
+        held_parts, held_moves = cast(list[str | None], self._client.hmget(meta, "parts", "moving_from"))
+        before = int(held_parts) if held_parts else 1
+        # A change of N the call that made it did not finish (it failed half-way): the numbers of
+        # parts people may still be in, finished by the next install of this registration.
+        moving = {int(n) for n in held_moves.split(",")} if held_moves else set()
         # A part's tag depends on N (`keys.part_tag`): the old parts and the new ones, part 0 once.
         first, *others = {
             keys.tag: keys for n in (before, community.parts) for keys in parts_keys(community_id, n)
@@ -472,14 +476,21 @@ class VisitorTracker:
         installed = self._install_part(community, first, now_ms, checkpoint, force=force)
         for keys in others:
             self._install_part(community, keys, now_ms, None, force=force)
-        if installed or force:
+        if not (installed or force or self._client.hget(meta, "version") == str(community.version)):
+            return installed  # Redis holds a newer registration: its own caller moves people
+        if installed or force or before != community.parts:
+            moving = (moving | {before}) - {community.parts}
             pipe = self._client.pipeline(transaction=False)
             for keys in (first, *others):
                 pipe.hset(keys.meta, "parts", community.parts)
+            if moving:
+                pipe.hset(meta, "moving_from", ",".join(map(str, sorted(moving))))
             pipe.execute()
             self._parts[community.community_id] = (community.parts, time.monotonic() + PARTS_CACHE_SECONDS)
-            if before != community.parts:
-                self._repart(community, before, now_ms)
+        if moving:
+            for old in sorted(moving):
+                self._repart(community, old, now_ms)
+            self._client.hdel(meta, "moving_from")
         return installed
 
     def _install_part(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from community_tracker.errors import LiveStateUnavailable
 from community_tracker.models import Community, Visit, VisitorIdentity
 from community_tracker.redis.keys import CommunityKeys, part_of, parts_keys, stored_key
 from community_tracker.redis.live_state import VisitorTracker, tracker_for
@@ -269,3 +270,54 @@ def test_a_page_view_that_says_its_tab_is_new_asks_the_tab_directory_at_once(
     assert with_hint == ["call_each", "call"]
     assert trips == ["call", "call", "call"]
     assert tracker.get_summary(community.community_id, T0 + 2, community=community).stats.connections == 2
+
+
+def test_a_change_of_parts_that_failed_half_way_is_finished_by_the_next_install(
+    tracker: VisitorTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a live community of 4 parts, and one of 1 with the same people
+    whole, community = registered(tracker, 1), registered(tracker, 4)
+    people = [user(f"halfway-{i}", ["quebec", "laval"][i % 2]) for i in range(16)]
+    for c in (whole, community):
+        for i, person in enumerate(people):
+            tracker.add_visitor(visit(c.community_id, person, c.division_id, connection=tab(f"h{i}")), T0 + i)
+    now = T0 + MINUTE
+    before = answers(tracker, whole, now)
+
+    # When a change to 3 parts fails after its first move (Redis went away in the admin call,
+    # between two moves: a failure inside one, between its evict.lua and its adopt.lua, loses
+    # that move's people until their next beacon, README "One community in N parts")
+    moves: list[int] = []
+    evict = tracker._evict
+
+    def fails_after_one(*args: Any, **kwargs: Any) -> Any:
+        moves.append(1)
+        if len(moves) > 1:
+            raise LiveStateUnavailable("injected: Redis went away half-way")
+        return evict(*args, **kwargs)
+
+    monkeypatch.setattr(tracker, "_evict", fails_after_one)
+    community = community.model_copy(update={"parts": 3, "version": community.version + 1})
+    with pytest.raises(LiveStateUnavailable):
+        tracker.install_community(community, now)
+    assert len(moves) == 2  # the failure reached the moves
+    monkeypatch.setattr(tracker, "_evict", evict)
+
+    # and the registration is installed again: the same one (Redis holds it already), then the
+    # admin's call made again (a new version, the same number of parts)
+    assert not tracker.install_community(community, now)
+    community = community.model_copy(update={"version": community.version + 1})
+    assert tracker.install_community(community, now)
+
+    # Then everyone is in their part under 3, the old parts are retired, and readers see all
+    for person in people:
+        member = stored_key(person.key)
+        holders = [
+            keys.tag
+            for n in (3, 4)
+            for keys in parts_keys(community.community_id, n)
+            if tracker.client.hexists(keys.visitors, member)
+        ]
+        assert set(holders) == {CommunityKeys(community.community_id, part_of(member, 3), 3).tag}
+    assert answers(tracker, community, now) == before
+    assert not tracker.client.hexists(CommunityKeys(community.community_id).meta, "moving_from")
